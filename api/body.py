@@ -1,0 +1,97 @@
+"""Reading requests: the body under a size limit (counted while streaming, never trusting
+Content-Length), the media type, and decoding into typed Structs with precise field errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
+
+import msgspec
+from starlette.requests import Request
+
+from api.problems import ApiError, FieldError
+
+T = TypeVar("T")
+
+_AT_PATH: Final = re.compile(
+    r"^(?P<text>.*?)(?: - at `key` in `\$(?P<keypath>[^`]*)`| - at `\$(?P<path>[^`]*)`)?$",
+    re.DOTALL,
+)
+_UNKNOWN_FIELD: Final = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
+_MISSING_FIELD: Final = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
+
+
+def is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json(content_type):
+        raise ApiError(415, f"Content-Type must be application/json, not {content_type!r}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if body and content_type is None:
+        raise ApiError(415, "a request body needs Content-Type: application/json")
+    return body
+
+
+def decode(
+    body: bytes, type_: type[T], *, field_prefix: str = "body.", empty_ok: bool = False
+) -> T:
+    """Decode a JSON body into ``type_``: 400 if it is not JSON or not an object at all, 422
+    naming the field if a value is wrong."""
+    if not body.strip():
+        if not empty_ok:
+            raise ApiError(400, "a JSON request body is required")
+        body = b"{}"
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as error:
+        raise validation_error(str(error), field_prefix) from None
+    except msgspec.DecodeError as error:
+        raise ApiError(400, f"the request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ApiError(422, "the request body is nested too deeply") from None
+
+
+def convert(values: Mapping[str, Any], type_: type[T], *, field_prefix: str) -> T:
+    """Convert string values (query parameters) into ``type_``; 422 naming the field."""
+    try:
+        return msgspec.convert(dict(values), type_, strict=False)
+    except msgspec.ValidationError as error:
+        raise validation_error(str(error), field_prefix) from None
+
+
+def validation_error(message: str, field_prefix: str) -> ApiError:
+    match = _AT_PATH.match(message)
+    assert match is not None
+    text, path = match["text"], match["path"] or match["keypath"] or ""
+    if match["keypath"] is not None:
+        text = f"invalid key: {text}"
+    path = path.lstrip(".")
+    for pattern in (_UNKNOWN_FIELD, _MISSING_FIELD):
+        named = pattern.match(text)
+        if named:
+            path = f"{path}.{named['name']}" if path else named["name"]
+            break
+    else:
+        if not path:
+            # The document as a whole has the wrong shape ("Expected `object`, got `array`").
+            return ApiError(400, f"the request body has the wrong shape: {text}")
+    path = path.replace("[...]", "")
+    return ApiError(
+        422, f"{field_prefix}{path}: {text}", errors=[FieldError(field_prefix + path, text)]
+    )

@@ -1,0 +1,109 @@
+"""``cairn``: the command line. Every option also reads ``CAIRN_<OPTION>``; flags win."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from api import settings as config
+from api.settings import ConfigError, Settings
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the broker")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 8080)")
+    p.add_argument("--database-url", help="sqlite://RELATIVE or sqlite:///ABSOLUTE path")
+    p.add_argument("--redis-url", help="redis://host:port/db: fan events out via Redis Streams")
+    p.add_argument("--redis-stream-maxlen", type=int, help="approximate stream length cap")
+    p.add_argument("--workers", type=int, help="uvicorn worker processes (default 1)")
+    p.add_argument("--jwt-secret", help="HS256 key: turns authentication on")
+    p.add_argument("--jwt-public-key", help="PEM (or JWKS) file: RS256/ES256 authentication")
+    p.add_argument("--jwt-audience", help="required aud claim")
+    p.add_argument("--jwt-issuer", help="required iss claim")
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_const",
+        const=True,
+        help="listen on a non-loopback address without authentication (dangerous)",
+    )
+    p.add_argument("--rate-limit", help='per client, e.g. "100/second"')
+    p.add_argument("--log-level", choices=config.LOG_LEVELS)
+    p.add_argument("--log-format", choices=("json", "console"))
+    p.add_argument("--log-file", help="write logs here, rotated by size")
+    p.add_argument(
+        "--durability",
+        choices=("full", "normal"),
+        help="full: fsync every commit (default); normal: survive crashes, not power loss",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        field: getattr(args, field)
+        for field in config.FIELDS
+        if getattr(args, field, None) is not None
+    }
+    return config.from_env(**overrides)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"cairn: {message}", file=sys.stderr)
+    return code
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from broker.store.tortoise import migrate
+    from projections.models import APPS
+
+    settings = _settings(args)
+    try:
+        asyncio.run(migrate(settings.database_url, APPS))
+    except Exception as error:  # one line, no traceback: the operator fixes the config
+        return _fail(f"cannot open the store at {settings.database_url}: {error}", 1)
+    os.environ.update(config.to_env(settings))
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again under the handler
+    # that was in place before it started; make that last step a clean exit, not a kill.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    uvicorn.run(
+        "api.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=8,
+        server_header=False,
+    )
+    return 0
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cairn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args)
+    except ConfigError as error:
+        return _fail(str(error))
+    return _fail(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Prometheus metrics. One registry per app (not the global one), so two apps in one process
+never share counters. Gauges that describe the read side are refreshed at scrape time."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from broker.writer import Commit
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+_BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # The *_created series double every counter for no use here. (prometheus-client does
+        # not annotate this function.)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "cairn_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "cairn_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["method", "route"],
+            registry=r,
+        )
+        self.events = Counter(
+            "cairn_events_appended", "Events appended to the log", ["type"], registry=r
+        )
+        self.batch_size = Histogram(
+            "cairn_group_commit_commands",
+            "Commands carried by one group commit",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "cairn_receive_long_polls_waiting",
+            "Receives waiting for a message to arrive",
+            registry=r,
+        )
+        self.head = Gauge("cairn_log_head_position", "Last position in the log", registry=r)
+        self.depth = Gauge(
+            "cairn_queue_messages",
+            "Messages per queue and state",
+            ["queue", "state"],
+            registry=r,
+        )
+        self.projection_position = Gauge(
+            "cairn_projection_position",
+            "Last position a projection applied",
+            ["projection"],
+            registry=r,
+        )
+        self.projection_lag = Gauge(
+            "cairn_projection_lag_events",
+            "Events in the log a projection has not applied",
+            ["projection"],
+            registry=r,
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def observe_commit(self, commit: Commit) -> None:
+        self.batch_size.observe(commit.commands)
+        for type_, count in commit.event_types.items():
+            self.events.labels(type_).inc(count)
+
+    def set_read_side(
+        self, head: int, positions: dict[str, int], depths: dict[str, dict[str, int]]
+    ) -> None:
+        self.head.set(head)
+        for name, position in positions.items():
+            self.projection_position.labels(name).set(position)
+            self.projection_lag.labels(name).set(max(0, head - position))
+        self.depth.clear()
+        for queue, states in depths.items():
+            for state, count in states.items():
+                self.depth.labels(queue, state).set(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

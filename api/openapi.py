@@ -1,0 +1,97 @@
+"""OpenAPI 3.1 from the endpoint list; every schema comes from the msgspec types themselves."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+
+from api.endpoints import Endpoint
+from api.problems import PROBLEM_JSON, Problem
+
+_REF: Final = "#/components/schemas/{name}"
+_PARAM: Final = re.compile(r"{([^}:]+)(?::[^}]*)?}")
+_ERROR_TEXT: Final = {
+    400: "Not JSON, or not the expected shape",
+    401: "Missing, invalid or expired token",
+    403: "The token lacks the needed scope",
+    404: "No such queue or message",
+    409: "Conflict",
+    413: "Body too large",
+    415: "Body is not JSON",
+    422: "Invalid values",
+    429: "Rate limited",
+    503: "Not ready, or a min_position wait timed out",
+}
+
+
+def build(endpoints: Sequence[Endpoint], *, title: str, version: str) -> dict[str, Any]:
+    types: list[Any] = [Problem]
+    for endpoint in endpoints:
+        types += [t for t in (endpoint.body, endpoint.query) if t is not None]
+        types += [t for t in endpoint.responses.values() if t is not None]
+    schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    by_type = dict(zip(types, schemas, strict=True))
+
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in endpoints:
+        path = _PARAM.sub(r"{\1}", endpoint.path)
+        operation: dict[str, Any] = {
+            "summary": endpoint.summary,
+            "operationId": endpoint.handler.__name__,
+            "tags": [endpoint.tag],
+            "parameters": _parameters(endpoint, components),
+            "responses": _responses(endpoint, by_type),
+        }
+        if endpoint.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": by_type[endpoint.body]}},
+            }
+        paths.setdefault(path, {})[endpoint.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+def _parameters(endpoint: Endpoint, components: dict[str, Any]) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PARAM.findall(endpoint.path)
+    ]
+    if endpoint.query is not None:
+        schema = components[endpoint.query.__name__]
+        required = set(schema.get("required", []))
+        for name, prop in schema["properties"].items():
+            params.append(
+                {"name": name, "in": "query", "required": name in required, "schema": prop}
+            )
+    return params
+
+
+def _responses(endpoint: Endpoint, by_type: dict[Any, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, type_ in endpoint.responses.items():
+        entry: dict[str, Any] = {"description": "OK" if status < 300 else "Error"}
+        if endpoint.stream:
+            entry["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+        elif type_ is not None:
+            entry["content"] = {"application/json": {"schema": by_type[type_]}}
+        responses[str(status)] = entry
+    for status in sorted({*endpoint.errors, 400, 401, 403, 429, 503}):
+        responses[str(status)] = {
+            "description": _ERROR_TEXT.get(status, "Error"),
+            "content": {PROBLEM_JSON: {"schema": by_type[Problem]}},
+        }
+    return responses

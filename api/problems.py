@@ -1,0 +1,98 @@
+"""RFC 9457 problem details: the one shape of every 4xx/5xx answer."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+from starlette.responses import Response
+
+from broker import errors
+
+PROBLEM_JSON: Final = "application/problem+json"
+
+_TITLES: Final[dict[int, str]] = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+_STATUS_OF: Final[dict[type[errors.BrokerError], int]] = {
+    errors.QueueNotFoundError: 404,
+    errors.MessageNotFoundError: 404,
+    errors.QueueExistsError: 409,
+    errors.LeaseLostError: 409,
+    errors.InvalidCommandError: 422,
+    errors.StoreUnavailableError: 503,
+}
+
+
+class FieldError(msgspec.Struct):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class ApiError(Exception):
+    """Raised anywhere in a request; the error middleware turns it into problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+        slug: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+        self.slug = slug
+
+    def problem(self) -> Problem:
+        title = _TITLES.get(self.status, "Error")
+        slug = self.slug or title.lower().replace(" ", "-")
+        return Problem(
+            type=f"https://cairn.dev/problems/{slug}",
+            title=title,
+            status=self.status,
+            detail=self.detail,
+            errors=self.errors,
+        )
+
+    def response(self) -> Response:
+        return Response(
+            msgspec.json.encode(self.problem()),
+            status_code=self.status,
+            media_type=PROBLEM_JSON,
+            headers=self.headers,
+        )
+
+
+def from_broker(error: errors.BrokerError, *, field_prefix: str = "body.") -> ApiError:
+    status = _STATUS_OF.get(type(error), 500)
+    field_errors = (
+        [FieldError(field_prefix + error.field, error.detail)] if error.field is not None else None
+    )
+    slug = type(error).__name__.removesuffix("Error")
+    slug = "".join("-" + c.lower() if c.isupper() else c for c in slug).lstrip("-")
+    return ApiError(status, error.detail, errors=field_errors, slug=slug)

@@ -1,0 +1,325 @@
+"""Producing and consuming: publish (one or a batch), receive with long polling, ack, nack,
+extend, batch ack, and reading a message with its history."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.body import convert, decode, read_body
+from api.endpoints import Endpoints
+from api.problems import ApiError, FieldError
+from api.responses import json_response, no_content
+from api.routes.queues import now_us, queue_name, read_query
+from api.schemas import (
+    AckRequest,
+    AckResult,
+    BatchAckRequest,
+    BatchAckResponse,
+    BatchPublishRequest,
+    BatchPublishResponse,
+    ExtendRequest,
+    ExtendResponse,
+    MessageListQuery,
+    NackRequest,
+    PublishRequest,
+    PublishResponse,
+    ReadQuery,
+    ReceiveRequest,
+    ReceiveResponse,
+)
+from api.services import Services, services
+from broker.commands import (
+    AckEntry,
+    AckMessages,
+    ExtendLease,
+    NackMessage,
+    NewMessage,
+    PublishMessages,
+    ReceiveMessages,
+)
+from broker.decide import AckReply, ExtendReply, NackReply, PublishReply, ReceiveReply
+from broker.state import to_us
+from projections import queries
+from projections.queries import MessagePage, MessageResource
+
+endpoints = Endpoints("messages")
+
+_ACK_STATUS = {"acked": 204, "lease_lost": 409, "not_found": 404}
+
+
+def _message_id(request: Request) -> str:
+    message_id: str = request.path_params["id"]
+    return message_id
+
+
+def _new_message(s: Services, req: PublishRequest, field: str) -> NewMessage:
+    size = len(req.body)
+    if size > s.settings.max_message_bytes:
+        raise ApiError(
+            413,
+            f"message body is {size} bytes, more than {s.settings.max_message_bytes}",
+            errors=[FieldError(field, f"larger than {s.settings.max_message_bytes} bytes")],
+        )
+    return NewMessage(
+        message_id=s.writer.new_id(),
+        body=req.body,
+        attributes=req.attributes,
+        delay_s=req.delay_s,
+        dedup_id=req.dedup_id,
+    )
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/messages",
+    "Publish a message",
+    body=PublishRequest,
+    responses={201: PublishResponse, 200: PublishResponse},
+    errors=(404, 413, 415, 422),
+)
+async def publish(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    req = decode(await read_body(request, s.settings.max_request_bytes), PublishRequest)
+    reply = await s.execute(
+        PublishMessages(queue=name, messages=(_new_message(s, req, "body.body"),))
+    )
+    assert isinstance(reply, PublishReply)
+    result = reply.results[0]
+    return json_response(
+        PublishResponse(result.id, result.position, result.duplicate),
+        200 if result.duplicate else 201,
+    )
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/messages/batch",
+    "Publish 1..100 messages, all or none",
+    body=BatchPublishRequest,
+    responses={201: BatchPublishResponse},
+    errors=(404, 413, 415, 422),
+)
+async def publish_batch(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    body = await read_body(request, s.settings.max_request_bytes)
+    req = decode(body, BatchPublishRequest, field_prefix="")
+    messages = tuple(
+        _new_message(s, entry, f"messages[{i}].body") for i, entry in enumerate(req.messages)
+    )
+    reply = await s.execute(PublishMessages(queue=name, messages=messages))
+    assert isinstance(reply, PublishReply)
+    return json_response(
+        BatchPublishResponse(
+            [PublishResponse(r.id, r.position, r.duplicate) for r in reply.results]
+        ),
+        201,
+    )
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/receive",
+    "Receive (lease) messages, long-polling up to wait_s",
+    body=ReceiveRequest,
+    responses={200: ReceiveResponse},
+    errors=(404, 413, 415, 422),
+)
+async def receive(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    body = await read_body(request, s.settings.max_request_bytes)
+    req = decode(body, ReceiveRequest, empty_ok=True)
+    command = ReceiveMessages(
+        queue=name, max_messages=req.max_messages, visibility_timeout_s=req.visibility_timeout_s
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + req.wait_s
+    while True:
+        # Listen before looking: a publish committed after the look still wakes us.
+        changed = s.signals.listen(name)
+        reply = await s.execute(command)
+        assert isinstance(reply, ReceiveReply)
+        remaining = deadline - loop.time()
+        if reply.messages or remaining <= 0 or s.shutdown.is_set():
+            return json_response(ReceiveResponse(reply.messages))
+        if reply.next_visible_at is not None:  # a delayed message becomes visible: no event
+            until_visible = (reply.next_visible_at - to_us(datetime.now(UTC))) / 1e6
+            remaining = min(remaining, max(until_visible, 0.001))
+        s.metrics.waiting.inc()
+        try:
+            await _first_of(changed, s.shutdown, remaining)
+        finally:
+            s.metrics.waiting.dec()
+
+
+async def _first_of(a: asyncio.Event, b: asyncio.Event, wait_s: float) -> None:
+    waiters = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/messages/{id}/ack",
+    "Acknowledge (delete) a received message",
+    body=AckRequest,
+    responses={204: None},
+    errors=(404, 409, 413, 415, 422),
+)
+async def ack(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    message_id = _message_id(request)
+    req = decode(await read_body(request, s.settings.max_request_bytes), AckRequest)
+    reply = await s.execute(
+        AckMessages(queue=name, entries=(AckEntry(message_id=message_id, receipt=req.receipt),))
+    )
+    assert isinstance(reply, AckReply)
+    outcome = reply.results[0][1]
+    if outcome == "not_found":
+        raise ApiError(404, f"message {message_id!r} not found in queue {name!r}")
+    if outcome == "lease_lost":
+        raise ApiError(
+            409,
+            "the receipt no longer holds the message's lease",
+            slug="lease-lost",
+            errors=[FieldError("body.receipt", "lease lost")],
+        )
+    return no_content(reply.position)
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/ack",
+    "Acknowledge up to 100 messages, each on its own",
+    body=BatchAckRequest,
+    responses={200: BatchAckResponse},
+    errors=(404, 413, 415, 422),
+)
+async def ack_batch(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    body = await read_body(request, s.settings.max_request_bytes)
+    req = decode(body, BatchAckRequest, field_prefix="")
+    entries = tuple(AckEntry(message_id=a.id, receipt=a.receipt) for a in req.acks)
+    reply = await s.execute(AckMessages(queue=name, entries=entries))
+    assert isinstance(reply, AckReply)
+    return json_response(
+        BatchAckResponse([AckResult(mid, _ACK_STATUS[o]) for mid, o in reply.results])  # type: ignore[arg-type]
+    )
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/messages/{id}/nack",
+    "End a lease now; redeliver after delay_s",
+    body=NackRequest,
+    responses={204: None},
+    errors=(404, 409, 413, 415, 422),
+)
+async def nack(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    req = decode(await read_body(request, s.settings.max_request_bytes), NackRequest)
+    reply = await s.execute(
+        NackMessage(
+            queue=name,
+            message_id=_message_id(request),
+            receipt=req.receipt,
+            delay_s=req.delay_s,
+            reason=req.reason,
+        )
+    )
+    assert isinstance(reply, NackReply)
+    return no_content(reply.position)
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/messages/{id}/extend",
+    "Make a lease end visibility_timeout_s from now",
+    body=ExtendRequest,
+    responses={200: ExtendResponse},
+    errors=(404, 409, 413, 415, 422),
+)
+async def extend(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    req = decode(await read_body(request, s.settings.max_request_bytes), ExtendRequest)
+    reply = await s.execute(
+        ExtendLease(
+            queue=name,
+            message_id=_message_id(request),
+            receipt=req.receipt,
+            visibility_timeout_s=req.visibility_timeout_s,
+        )
+    )
+    assert isinstance(reply, ExtendReply)
+    return json_response(ExtendResponse(reply.visible_at))
+
+
+@endpoints.add(
+    "GET",
+    "/v1/queues/{name}/messages/{id}",
+    "A message, its status and its full history",
+    query=ReadQuery,
+    responses={200: MessageResource},
+    errors=(404, 422),
+)
+async def get_message(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    message_id = _message_id(request)
+    at = await s.read_position(read_query(request).min_position)
+    try:
+        found = await queries.get_message(s.store, name, message_id, now_us())
+    except queries.QueueMissing:
+        raise ApiError(404, f"queue {name!r} does not exist") from None
+    if found is None:
+        raise ApiError(404, f"message {message_id!r} not found in queue {name!r}")
+    return json_response(found, position=at)
+
+
+@endpoints.add(
+    "GET",
+    "/v1/queues/{name}/messages",
+    "List a queue's messages, oldest first",
+    query=MessageListQuery,
+    responses={200: MessagePage},
+    errors=(404, 422),
+)
+async def list_messages(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    query = convert(request.query_params, MessageListQuery, field_prefix="query.")
+    at = await s.read_position(query.min_position)
+    try:
+        page = await queries.list_messages(
+            s.store,
+            name,
+            status=query.status,
+            after=query.after,
+            limit=query.limit,
+            now=now_us(),
+        )
+    except queries.QueueMissing:
+        raise ApiError(404, f"queue {name!r} does not exist") from None
+    except queries.CursorUnknown:
+        raise ApiError(
+            422,
+            "the cursor names no message of this queue",
+            errors=[FieldError("query.after", "unknown message id")],
+        ) from None
+    return json_response(page, position=at)

@@ -1,0 +1,65 @@
+"""Operational endpoints (no ``/v1``, no auth) and the projections' status."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from api import metrics as metrics_module
+from api.endpoints import Endpoints
+from api.responses import json_response
+from api.routes.queues import now_us
+from api.schemas import Health, ProjectionInfo, ProjectionsResponse
+from api.services import services
+from broker.errors import BrokerError
+from projections import queries
+
+endpoints = Endpoints("operations")
+
+
+@endpoints.add("GET", "/healthz", "The process is up", responses={200: Health})
+async def healthz(request: Request) -> Response:
+    return json_response(Health("ok"))
+
+
+@endpoints.add("GET", "/readyz", "The store answers", responses={200: Health, 503: Health})
+async def readyz(request: Request) -> Response:
+    s = services(request)
+    checks: dict[str, str] = {}
+    try:
+        await s.store.head()
+        checks["store"] = "ok"
+    except BrokerError as error:
+        checks["store"] = f"unavailable: {error.detail}"
+    ready = all(v == "ok" for v in checks.values()) and not s.shutdown.is_set()
+    return json_response(Health("ok" if ready else "unavailable", checks), 200 if ready else 503)
+
+
+@endpoints.add("GET", "/metrics", "Prometheus metrics", responses={200: None})
+async def metrics(request: Request) -> Response:
+    s = services(request)
+    head = await s.store.head()
+    positions = {name: w.value for name, w in s.runner.watermarks.items()}
+    s.metrics.set_read_side(head, positions, await queries.queue_depths(now_us()))
+    return Response(s.metrics.render(), media_type=metrics_module.CONTENT_TYPE)
+
+
+@endpoints.add("GET", "/openapi.json", "This document", responses={200: None})
+async def openapi(request: Request) -> Response:
+    return JSONResponse(request.app.state.openapi)
+
+
+@endpoints.add(
+    "GET",
+    "/v1/projections",
+    "Where each projection stands against the log head",
+    responses={200: ProjectionsResponse},
+)
+async def projections(request: Request) -> Response:
+    s = services(request)
+    head = await s.store.head()
+    infos = [
+        ProjectionInfo(name, w.value, max(0, head - w.value))
+        for name, w in s.runner.watermarks.items()
+    ]
+    return json_response(ProjectionsResponse(infos, head))

@@ -1,0 +1,214 @@
+"""Queue management: create, list, read, update, soft-delete, purge, redrive."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.body import convert, decode, read_body
+from api.endpoints import Endpoints
+from api.problems import ApiError
+from api.responses import json_response, no_content
+from api.schemas import (
+    CreateQueueRequest,
+    PurgeResponse,
+    QueueList,
+    ReadQuery,
+    RedriveRequest,
+    RedriveResponse,
+    UpdateQueueRequest,
+)
+from api.services import Services, services
+from broker.commands import (
+    QUEUE_NAME_PATTERN,
+    CreateQueue,
+    DeleteQueue,
+    PurgeQueue,
+    QueueSettings,
+    RedriveMessages,
+    UpdateQueue,
+)
+from broker.decide import PurgeReply, QueueReply, RedriveReply
+from broker.state import to_us
+from projections import queries
+from projections.queries import QueueResource, QueueStats
+
+endpoints = Endpoints("queues")
+
+_NAME: Final = re.compile(QUEUE_NAME_PATTERN)
+
+
+def queue_name(request: Request) -> str:
+    """The ``{name}`` path parameter; a name that cannot exist is simply not found."""
+    name: str = request.path_params["name"]
+    if not _NAME.match(name):
+        raise ApiError(404, f"queue {name!r} does not exist")
+    return name
+
+
+def read_query(request: Request) -> ReadQuery:
+    return convert(request.query_params, ReadQuery, field_prefix="query.")
+
+
+def now_us() -> int:
+    return to_us(datetime.now(UTC))
+
+
+async def _settle(s: Services, position: int) -> int:
+    """Management commands are rare: they answer once the read model shows them, so that the
+    next read sees the change even without ``min_position``. The command is durable either
+    way, so a slow read model delays the answer but never turns it into an error."""
+    try:
+        return await s.read_position(position)
+    except ApiError:
+        return s.runner.watermarks["views"].value
+
+
+async def _queue_after(
+    s: Services, name: str, position: int, status: int, fallback: QueueSettings | None = None
+) -> Response:
+    """The queue resource once the read model has caught up with the command just run."""
+    at = await _settle(s, position)
+    resource = await queries.get_queue(name, now_us())
+    if resource is None:
+        if fallback is None:
+            raise ApiError(404, f"queue {name!r} does not exist")
+        now = datetime.now(UTC)
+        resource = QueueResource(
+            name=name,
+            created_at=now,
+            updated_at=now,
+            position=position,
+            **msgspec.structs.asdict(fallback),
+            stats=QueueStats(
+                available=0,
+                delayed=0,
+                in_flight=0,
+                published_total=0,
+                acked_total=0,
+                dead_lettered_total=0,
+                expired_total=0,
+                oldest_available_age_s=0.0,
+            ),
+        )
+    return json_response(resource, status, position=at)
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues",
+    "Create a queue",
+    body=CreateQueueRequest,
+    responses={201: QueueResource},
+    errors=(409, 413, 415, 422),
+)
+async def create_queue(request: Request) -> Response:
+    s = services(request)
+    req = decode(await read_body(request, s.settings.max_request_bytes), CreateQueueRequest)
+    settings = QueueSettings(**{f: getattr(req, f) for f in QueueSettings.__struct_fields__})
+    reply = await s.execute(CreateQueue(queue=req.name, settings=settings))
+    assert isinstance(reply, QueueReply)
+    return await _queue_after(s, req.name, reply.position, 201, fallback=settings)
+
+
+@endpoints.add(
+    "GET",
+    "/v1/queues",
+    "List live queues, by name",
+    query=ReadQuery,
+    responses={200: QueueList},
+    errors=(422,),
+)
+async def list_queues(request: Request) -> Response:
+    s = services(request)
+    at = await s.read_position(read_query(request).min_position)
+    return json_response(QueueList(await queries.list_queues(now_us())), position=at)
+
+
+@endpoints.add(
+    "GET",
+    "/v1/queues/{name}",
+    "Read a queue and its stats",
+    query=ReadQuery,
+    responses={200: QueueResource},
+    errors=(404, 422),
+)
+async def get_queue(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    at = await s.read_position(read_query(request).min_position)
+    resource = await queries.get_queue(name, now_us())
+    if resource is None:
+        raise ApiError(404, f"queue {name!r} does not exist")
+    return json_response(resource, position=at)
+
+
+@endpoints.add(
+    "PATCH",
+    "/v1/queues/{name}",
+    "Change some of a queue's settings",
+    body=UpdateQueueRequest,
+    responses={200: QueueResource},
+    errors=(404, 413, 415, 422),
+)
+async def update_queue(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    req = decode(await read_body(request, s.settings.max_request_bytes), UpdateQueueRequest)
+    changes = {
+        f: getattr(req, f) for f in req.__struct_fields__ if getattr(req, f) is not msgspec.UNSET
+    }
+    reply = await s.execute(UpdateQueue(queue=name, changes=changes))
+    assert isinstance(reply, QueueReply)
+    return await _queue_after(s, name, reply.position, 200)
+
+
+@endpoints.add(
+    "DELETE", "/v1/queues/{name}", "Soft-delete a queue", responses={204: None}, errors=(404,)
+)
+async def delete_queue(request: Request) -> Response:
+    s = services(request)
+    reply = await s.execute(DeleteQueue(queue=queue_name(request)))
+    assert isinstance(reply, QueueReply)
+    await _settle(s, reply.position)
+    return no_content(reply.position)
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/purge",
+    "Remove every available, delayed and in-flight message",
+    responses={200: PurgeResponse},
+    errors=(404, 415),
+)
+async def purge_queue(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    await read_body(request, s.settings.max_request_bytes)
+    reply = await s.execute(PurgeQueue(queue=name))
+    assert isinstance(reply, PurgeReply)
+    at = await _settle(s, reply.position)
+    return json_response(PurgeResponse(reply.purged, reply.position), position=at)
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/redrive",
+    "Move available messages to another queue",
+    body=RedriveRequest,
+    responses={200: RedriveResponse},
+    errors=(404, 413, 415, 422),
+)
+async def redrive(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    body = await read_body(request, s.settings.max_request_bytes)
+    req = decode(body, RedriveRequest, empty_ok=True)
+    reply = await s.execute(RedriveMessages(queue=name, to=req.to, max=req.max))
+    assert isinstance(reply, RedriveReply)
+    return json_response(RedriveResponse(reply.moved, reply.position))

@@ -1,0 +1,155 @@
+"""Request and response bodies of the HTTP API. Value ranges come from ``broker.commands``;
+request bodies forbid unknown fields so a typo is a 422, not a silently ignored setting."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from broker.commands import (
+    Attributes,
+    DedupId,
+    Delay,
+    MaxReceiveCount,
+    MessageId,
+    NackDelay,
+    QueueName,
+    QueueSettings,
+    Reason,
+    Receipt,
+    Retention,
+    VisibilityTimeout,
+    WaitSeconds,
+)
+from broker.decide import Delivery
+from projections.queries import PublicStatus, QueueResource
+
+MinPosition = Annotated[int, Meta(ge=0, description="Wait until the read model reflects it.")]
+
+
+class CreateQueueRequest(QueueSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: QueueName
+
+
+class UpdateQueueRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    visibility_timeout_s: VisibilityTimeout | UnsetType = UNSET
+    delay_s: Delay | UnsetType = UNSET
+    retention_s: Retention | UnsetType = UNSET
+    max_receive_count: MaxReceiveCount | UnsetType | None = UNSET
+    dead_letter_queue: QueueName | UnsetType | None = UNSET
+
+
+class PublishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    body: msgspec.Raw
+    attributes: Attributes = {}
+    delay_s: Delay | None = None
+    dedup_id: DedupId | None = None
+
+
+class BatchPublishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    messages: Annotated[list[PublishRequest], Meta(min_length=1, max_length=100)]
+
+
+class ReceiveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    max_messages: Annotated[int, Meta(ge=1, le=100)] = 1
+    visibility_timeout_s: VisibilityTimeout | None = None
+    wait_s: WaitSeconds = 0
+
+
+class AckRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    receipt: Receipt
+
+
+class NackRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    receipt: Receipt
+    delay_s: NackDelay = 0
+    reason: Reason | None = None
+
+
+class ExtendRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    receipt: Receipt
+    visibility_timeout_s: VisibilityTimeout
+
+
+class AckItem(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: MessageId
+    receipt: Receipt
+
+
+class BatchAckRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    acks: Annotated[list[AckItem], Meta(min_length=1, max_length=100)]
+
+
+class RedriveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    to: QueueName | None = None
+    max: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+
+class PublishResponse(msgspec.Struct):
+    id: str
+    position: int
+    duplicate: bool
+
+
+class BatchPublishResponse(msgspec.Struct):
+    results: list[PublishResponse]
+
+
+class ReceiveResponse(msgspec.Struct):
+    messages: list[Delivery]
+
+
+class ExtendResponse(msgspec.Struct):
+    visible_at: datetime
+
+
+class AckResult(msgspec.Struct):
+    id: str
+    status: Literal[204, 404, 409]
+
+
+class BatchAckResponse(msgspec.Struct):
+    results: list[AckResult]
+
+
+class PurgeResponse(msgspec.Struct):
+    purged: int
+    position: int
+
+
+class RedriveResponse(msgspec.Struct):
+    moved: int
+    position: int
+
+
+class QueueList(msgspec.Struct):
+    queues: list[QueueResource]
+
+
+class ProjectionInfo(msgspec.Struct):
+    name: str
+    position: int
+    lag: int
+
+
+class ProjectionsResponse(msgspec.Struct):
+    projections: list[ProjectionInfo]
+    head: int
+
+
+class ReadQuery(msgspec.Struct, kw_only=True):
+    min_position: MinPosition | None = None
+
+
+class MessageListQuery(ReadQuery, kw_only=True):
+    status: PublicStatus | None = None
+    after: MessageId | None = None
+    limit: Annotated[int, Meta(ge=1, le=500)] = 50
+
+
+class Health(msgspec.Struct):
+    status: str
+    checks: dict[str, str] = {}

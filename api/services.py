@@ -1,0 +1,160 @@
+"""The running broker inside one process: store, writer, projections and the background tasks
+that keep them moving. Built and torn down by the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Final
+
+import structlog
+from starlette.requests import Request
+
+from api.metrics import Metrics
+from api.problems import ApiError, from_broker
+from api.settings import Settings
+from broker.commands import AnyCommand
+from broker.decide import Reply
+from broker.errors import BrokerError
+from broker.notify import QueueSignals, Watermark
+from broker.store.sqlite import SqliteEventStore
+from broker.store.tortoise import close_orm, open_orm
+from broker.writer import Commit, Writer, sweep_forever
+from projections.models import APPS
+from projections.runner import ProjectionRunner
+from projections.views.projector import ViewsProjector
+
+log = structlog.get_logger("cairn")
+
+VIEWS: Final = "views"
+_HEAD_POLL_S: Final = 0.25
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: SqliteEventStore
+    writer: Writer
+    runner: ProjectionRunner
+    head: Watermark
+    signals: QueueSignals
+    metrics: Metrics
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def execute(self, command: AnyCommand) -> Reply:
+        try:
+            return await self.writer.execute(command)
+        except BrokerError as error:
+            raise from_broker(error) from None
+
+    async def read_position(self, min_position: int | None, projection: str = VIEWS) -> int:
+        """Wait (bounded) until ``projection`` has applied ``min_position``; return where it
+        stands, for ``X-Cairn-Position``."""
+        watermark = self.runner.watermarks[projection]
+        if min_position is not None and watermark.value < min_position:
+            reached = await watermark.wait_for(min_position, self.settings.read_wait_s)
+            if not reached:
+                raise ApiError(
+                    503,
+                    f"projection {projection!r} has not reached position {min_position}"
+                    f" within {self.settings.read_wait_s:g} s (it is at {watermark.value})",
+                    headers={"Retry-After": "1"},
+                )
+        return watermark.value
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+async def start(settings: Settings, metrics: Metrics) -> Services:
+    await open_orm(settings.database_url, APPS)
+    store = SqliteEventStore(settings.sqlite_file, durability=settings.durability)
+    await store.open()
+    head = Watermark(await store.head())
+    signals = QueueSignals()
+    writer = Writer(store)
+    runner = ProjectionRunner(store, [ViewsProjector()])
+    await runner.start()
+
+    def on_commit(commit: Commit) -> None:
+        head.advance(commit.head)
+        signals.notify(commit.queues)
+        metrics.observe_commit(commit)
+
+    writer.on_commit(on_commit)
+    await writer.start()
+    running = Services(
+        settings=settings,
+        store=store,
+        writer=writer,
+        runner=runner,
+        head=head,
+        signals=signals,
+        metrics=metrics,
+    )
+    running.tasks = [
+        asyncio.create_task(runner.run(head), name="cairn-projections"),
+        asyncio.create_task(sweep_forever(writer, settings.sweep_interval_s), name="cairn-sweeper"),
+        asyncio.create_task(_follow_head(store, head, signals), name="cairn-head"),
+    ]
+    _chain_exit_signals(running.shutdown)
+    log.info(
+        "broker_started",
+        database=settings.database_url,
+        durability=settings.durability,
+        head=head.value,
+    )
+    return running
+
+
+async def stop(running: Services) -> None:
+    running.shutdown.set()
+    for task in running.tasks:
+        task.cancel()
+    for task in running.tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await running.writer.stop()
+    await running.store.close()
+    await close_orm()
+    log.info("broker_stopped", head=running.head.value)
+
+
+async def _follow_head(store: SqliteEventStore, head: Watermark, signals: QueueSignals) -> None:
+    """Notice commits made by other processes on the same database (``--workers N``): a cheap
+    indexed MAX every 250 ms wakes this process's projector, long polls and feeds."""
+    while True:
+        await asyncio.sleep(_HEAD_POLL_S)
+        try:
+            position = await store.head()
+        except BrokerError:
+            continue
+        if position > head.value:
+            head.advance(position)
+            signals.notify_all()
+
+
+def _chain_exit_signals(shutdown: asyncio.Event) -> None:
+    """uvicorn waits for open requests before it runs the lifespan's shutdown, so a 20 s long
+    poll would hold a SIGTERM up. Chain onto uvicorn's handlers to learn of the signal at once;
+    waiting requests then answer (empty) and the server stops within its grace period."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(
+            signum: int, frame: FrameType | None, previous: Callable[..., Any] | Any = previous
+        ) -> None:
+            loop.call_soon_threadsafe(shutdown.set)
+            if callable(previous):
+                previous(signum, frame)
+
+        with contextlib.suppress(ValueError):  # not the main thread (tests): nothing to chain
+            signal.signal(sig, handler)

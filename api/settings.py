@@ -1,0 +1,107 @@
+"""Configuration: one Struct, filled from ``CAIRN_*`` environment variables and CLI flags
+(flags win). ``cairn serve`` exports the final values to the environment, so uvicorn workers
+started in other processes read exactly what the parent validated."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Final, Literal
+
+import msgspec
+
+from broker.store.tortoise import sqlite_path
+
+ENV_PREFIX: Final = "CAIRN_"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; its message is the one line ``cairn`` prints."""
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = "sqlite://./data/cairn.db"
+    redis_url: str | None = None
+    redis_stream_maxlen: int = 1_000_000
+    workers: int = 1
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    insecure_no_auth: bool = False
+    rate_limit: str | None = None
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    log_file: str | None = None
+    log_file_max_bytes: int = 10 * 1024 * 1024
+    log_file_backups: int = 5
+    durability: Literal["full", "normal"] = "full"
+    max_request_bytes: int = 1024 * 1024
+    max_message_bytes: int = 256 * 1024
+    max_json_depth: int = 32
+    sweep_interval_s: float = 0.5
+    read_wait_s: float = 5.0
+
+    def validate(self) -> Settings:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"--port {self.port} is not a TCP port (1..65535)")
+        if self.workers < 1:
+            raise ConfigError(f"--workers {self.workers} must be at least 1")
+        if sqlite_path(self.database_url) is None:
+            raise ConfigError(
+                f"--database-url {self.database_url!r} is not supported:"
+                " use sqlite://RELATIVE/PATH or sqlite:///ABSOLUTE/PATH"
+            )
+        if self.max_message_bytes > self.max_request_bytes:
+            raise ConfigError("the message body limit cannot exceed the request body limit")
+        return self
+
+    @property
+    def sqlite_file(self) -> str:
+        path = sqlite_path(self.database_url)
+        assert path is not None
+        return path
+
+
+FIELDS: Final = Settings.__struct_fields__
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``CAIRN_*`` variables, then ``overrides`` (flags) on top."""
+    environ = dict(os.environ) if environ is None else environ
+    raw: dict[str, Any] = {}
+    for field in FIELDS:
+        value = environ.get(env_name(field))
+        if value is not None and value != "":
+            raw[field] = value
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as error:
+        raise ConfigError(_explain(str(error))) from None
+    return settings.validate()
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for field in FIELDS:
+        value = getattr(settings, field)
+        if value is None:
+            continue
+        env[env_name(field)] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def _explain(message: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.port`"; name the flag instead.
+    if " - at `$." in message:
+        text, _, path = message.partition(" - at `$.")
+        flag = "--" + path.rstrip("`").replace("_", "-")
+        return f"{flag}: {text}"
+    return message

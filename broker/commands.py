@@ -1,0 +1,132 @@
+"""Inbound intents. The value ranges live here, once, as annotated types; the API's request
+schemas reuse them, so validation and documentation cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, TypeAlias
+
+import msgspec
+from msgspec import Meta
+
+QUEUE_NAME_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,80}$"
+ATTRIBUTE_KEY_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,128}$"
+MAX_ATTRIBUTES: Final = 16
+MAX_ATTRIBUTE_VALUE: Final = 1024
+DEDUP_WINDOW_S: Final = 300
+
+QueueName = Annotated[str, Meta(pattern=QUEUE_NAME_PATTERN, description="Queue name.")]
+VisibilityTimeout = Annotated[int, Meta(ge=0, le=43200)]
+Delay = Annotated[int, Meta(ge=0, le=900)]
+NackDelay = Annotated[int, Meta(ge=0, le=43200)]
+Retention = Annotated[int, Meta(ge=60, le=1209600)]
+MaxReceiveCount = Annotated[int, Meta(ge=1, le=1000)]
+AttributeKey = Annotated[str, Meta(pattern=ATTRIBUTE_KEY_PATTERN)]
+AttributeValue = Annotated[str, Meta(max_length=MAX_ATTRIBUTE_VALUE)]
+Attributes = Annotated[dict[AttributeKey, AttributeValue], Meta(max_length=MAX_ATTRIBUTES)]
+DedupId = Annotated[str, Meta(min_length=1, max_length=128)]
+Receipt = Annotated[str, Meta(min_length=1, max_length=256)]
+MessageId = Annotated[str, Meta(min_length=1, max_length=64)]
+Reason = Annotated[str, Meta(max_length=1024)]
+BatchSize = Annotated[int, Meta(ge=1, le=100)]
+WaitSeconds = Annotated[float, Meta(ge=0, le=20)]
+
+
+class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
+    visibility_timeout_s: VisibilityTimeout = 30
+    delay_s: Delay = 0
+    retention_s: Retention = 1209600
+    max_receive_count: MaxReceiveCount | None = None
+    dead_letter_queue: QueueName | None = None
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True):
+    queue: str
+
+
+class CreateQueue(Command, frozen=True, kw_only=True):
+    settings: QueueSettings
+
+
+class UpdateQueue(Command, frozen=True, kw_only=True):
+    """``changes`` holds only the settings the client named (a PATCH)."""
+
+    changes: dict[str, int | str | None]
+
+
+class DeleteQueue(Command, frozen=True, kw_only=True):
+    """Soft-delete the queue."""
+
+
+class PurgeQueue(Command, frozen=True, kw_only=True):
+    """Remove every available, delayed and in-flight message."""
+
+
+class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str
+    body: msgspec.Raw
+    attributes: dict[str, str] = {}
+    delay_s: int | None = None
+    dedup_id: str | None = None
+
+
+class PublishMessages(Command, frozen=True, kw_only=True):
+    """One or many messages; all of them are published or none is."""
+
+    messages: tuple[NewMessage, ...]
+
+
+class ReceiveMessages(Command, frozen=True, kw_only=True):
+    max_messages: int = 1
+    visibility_timeout_s: int | None = None
+
+
+class AckEntry(msgspec.Struct, frozen=True, kw_only=True):
+    message_id: str
+    receipt: str
+
+
+class AckMessages(Command, frozen=True, kw_only=True):
+    """Each entry is decided on its own: one stale receipt does not fail the others."""
+
+    entries: tuple[AckEntry, ...]
+
+
+class NackMessage(Command, frozen=True, kw_only=True):
+    message_id: str
+    receipt: str
+    delay_s: int = 0
+    reason: str | None = None
+
+
+class ExtendLease(Command, frozen=True, kw_only=True):
+    message_id: str
+    receipt: str
+    visibility_timeout_s: int
+
+
+class RedriveMessages(Command, frozen=True, kw_only=True):
+    to: str | None = None
+    max: int = 100
+
+
+class Sweep(msgspec.Struct, frozen=True, kw_only=True):
+    """Record the time-driven transitions that are due: lease expiry, retention expiry and the
+    dead-lettering they may cause. ``queue`` limits the sweep to one queue."""
+
+    queue: str | None = None
+    limit: int = 500
+
+
+AnyCommand: TypeAlias = (
+    CreateQueue
+    | UpdateQueue
+    | DeleteQueue
+    | PurgeQueue
+    | PublishMessages
+    | ReceiveMessages
+    | AckMessages
+    | NackMessage
+    | ExtendLease
+    | RedriveMessages
+    | Sweep
+)

@@ -1,0 +1,540 @@
+"""The decision logic: ``decide(view, command, context) -> Decision``, or a ``BrokerError``.
+
+Pure: it reads the write-side state through ``view`` and returns the events to append and the
+reply to give; it never writes. Because it knows ``view.next_position`` and how many events it
+returns, a reply can name the positions its events will get before they are appended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, TypeAlias, assert_never
+
+import msgspec
+
+from broker.commands import (
+    AckMessages,
+    AnyCommand,
+    CreateQueue,
+    DeleteQueue,
+    ExtendLease,
+    NackMessage,
+    PublishMessages,
+    PurgeQueue,
+    QueueSettings,
+    ReceiveMessages,
+    RedriveMessages,
+    Sweep,
+    UpdateQueue,
+)
+from broker.errors import (
+    InvalidCommandError,
+    LeaseLostError,
+    MessageNotFoundError,
+    QueueExistsError,
+    QueueNotFoundError,
+)
+from broker.events import (
+    AnyEvent,
+    MessageAcked,
+    MessageDeadLettered,
+    MessageExpired,
+    MessageLeased,
+    MessageLeaseExpired,
+    MessageLeaseExtended,
+    MessageNacked,
+    MessagePublished,
+    MessageRedriven,
+    QueueCreated,
+    QueueDeleted,
+    QueuePurged,
+    QueueUpdated,
+)
+from broker.state import MessageState, QueueState, StateView, from_us, to_us
+
+SOURCE_QUEUE = "source_queue"
+SOURCE_MESSAGE_ID = "source_message_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a decision may depend on besides the state: the time and fresh identifiers."""
+
+    now: datetime
+    new_id: Callable[[], str]
+    new_receipt: Callable[[], str]
+
+    @property
+    def now_us(self) -> int:
+        return to_us(self.now)
+
+
+class QueueReply(msgspec.Struct, frozen=True):
+    name: str
+    position: int
+
+
+class Published(msgspec.Struct, frozen=True):
+    id: str
+    position: int
+    duplicate: bool
+
+
+class PublishReply(msgspec.Struct, frozen=True):
+    results: list[Published]
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    body: msgspec.Raw
+    attributes: dict[str, str]
+    receipt: str
+    receive_count: int
+    published_at: datetime
+    position: int
+    visible_at: datetime
+
+
+class ReceiveReply(msgspec.Struct, frozen=True):
+    messages: list[Delivery]
+    next_visible_at: int | None
+    """When the earliest delayed message of the queue becomes visible: a long poll's timer."""
+
+
+AckOutcome: TypeAlias = Literal["acked", "lease_lost", "not_found"]
+
+
+class AckReply(msgspec.Struct, frozen=True):
+    results: list[tuple[str, AckOutcome]]
+    position: int
+
+
+class NackReply(msgspec.Struct, frozen=True):
+    position: int
+
+
+class ExtendReply(msgspec.Struct, frozen=True):
+    visible_at: datetime
+    position: int
+
+
+class PurgeReply(msgspec.Struct, frozen=True):
+    purged: int
+    position: int
+
+
+class RedriveReply(msgspec.Struct, frozen=True):
+    moved: int
+    position: int
+
+
+class SweepReply(msgspec.Struct, frozen=True):
+    events: int
+
+
+Reply: TypeAlias = (
+    QueueReply
+    | PublishReply
+    | ReceiveReply
+    | AckReply
+    | NackReply
+    | ExtendReply
+    | PurgeReply
+    | RedriveReply
+    | SweepReply
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    events: Sequence[AnyEvent]
+    reply: Reply
+
+
+def decide(view: StateView, command: AnyCommand, ctx: Context) -> Decision:
+    match command:
+        case CreateQueue():
+            return _create(view, command, ctx)
+        case UpdateQueue():
+            return _update(view, command, ctx)
+        case DeleteQueue():
+            queue = _require(view, command.queue)
+            return Decision(
+                [QueueDeleted(at=ctx.now, queue=queue.name)],
+                QueueReply(queue.name, view.next_position),
+            )
+        case PurgeQueue():
+            queue = _require(view, command.queue)
+            purged = view.count_live(queue.queue_id)
+            return Decision(
+                [QueuePurged(at=ctx.now, queue=queue.name, purged=purged)],
+                PurgeReply(purged, view.next_position),
+            )
+        case PublishMessages():
+            return _publish(view, command, ctx)
+        case ReceiveMessages():
+            return _receive(view, command, ctx)
+        case AckMessages():
+            return _ack(view, command, ctx)
+        case NackMessage():
+            return _nack(view, command, ctx)
+        case ExtendLease():
+            return _extend(view, command, ctx)
+        case RedriveMessages():
+            return _redrive(view, command, ctx)
+        case Sweep():
+            return _sweep(view, command, ctx)
+        case _:
+            assert_never(command)
+
+
+def _require(view: StateView, name: str) -> QueueState:
+    queue = view.queue(name)
+    if queue is None:
+        raise QueueNotFoundError(f"queue {name!r} does not exist")
+    return queue
+
+
+def _check_dead_letter(view: StateView, name: str, settings: QueueSettings) -> None:
+    if (settings.max_receive_count is None) != (settings.dead_letter_queue is None):
+        raise InvalidCommandError(
+            "max_receive_count and dead_letter_queue must be set together",
+            field="max_receive_count"
+            if settings.max_receive_count is None
+            else "dead_letter_queue",
+        )
+    dlq = settings.dead_letter_queue
+    if dlq is None:
+        return
+    if dlq == name:
+        raise InvalidCommandError(
+            "a queue cannot be its own dead-letter queue", field="dead_letter_queue"
+        )
+    if view.queue(dlq) is None:
+        raise InvalidCommandError(
+            f"dead-letter queue {dlq!r} does not exist", field="dead_letter_queue"
+        )
+
+
+def _create(view: StateView, command: CreateQueue, ctx: Context) -> Decision:
+    if view.queue(command.queue) is not None:
+        raise QueueExistsError(f"queue {command.queue!r} already exists", field="name")
+    settings = command.settings
+    _check_dead_letter(view, command.queue, settings)
+    event = QueueCreated(at=ctx.now, queue=command.queue, **msgspec.structs.asdict(settings))
+    return Decision([event], QueueReply(command.queue, view.next_position))
+
+
+def _settings_of(queue: QueueState) -> QueueSettings:
+    return QueueSettings(
+        visibility_timeout_s=queue.visibility_timeout_s,
+        delay_s=queue.delay_s,
+        retention_s=queue.retention_s,
+        max_receive_count=queue.max_receive_count,
+        dead_letter_queue=queue.dead_letter_queue,
+    )
+
+
+def _update(view: StateView, command: UpdateQueue, ctx: Context) -> Decision:
+    queue = _require(view, command.queue)
+    current = _settings_of(queue)
+    updated = msgspec.structs.replace(current, **command.changes)
+    if updated == current:
+        return Decision([], QueueReply(queue.name, view.next_position - 1))
+    _check_dead_letter(view, queue.name, updated)
+    event = QueueUpdated(at=ctx.now, queue=queue.name, **msgspec.structs.asdict(updated))
+    return Decision([event], QueueReply(queue.name, view.next_position))
+
+
+def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decision:
+    queue = _require(view, command.queue)
+    now = ctx.now_us
+    events: list[AnyEvent] = []
+    results: list[Published] = []
+    first_in_batch: dict[str, Published] = {}
+    for message in command.messages:
+        if message.dedup_id is not None:
+            earlier = first_in_batch.get(message.dedup_id)
+            if earlier is not None:
+                results.append(Published(earlier.id, earlier.position, True))
+                continue
+            entry = view.dedup(queue.queue_id, message.dedup_id)
+            if entry is not None and entry.expires_at > now:
+                results.append(Published(entry.message_id, entry.position, True))
+                continue
+        position = view.next_position + len(events)
+        events.append(
+            MessagePublished(
+                at=ctx.now,
+                queue=queue.name,
+                message_id=message.message_id,
+                body=message.body,
+                attributes=message.attributes,
+                delay_s=queue.delay_s if message.delay_s is None else message.delay_s,
+                dedup_id=message.dedup_id,
+            )
+        )
+        published = Published(message.message_id, position, False)
+        results.append(published)
+        if message.dedup_id is not None:
+            first_in_batch[message.dedup_id] = published
+    return Decision(events, PublishReply(results))
+
+
+def _retention_passed(queue: QueueState, message: MessageState, now: int) -> bool:
+    return message.published_at + queue.retention_s * 1_000_000 <= now
+
+
+def _over_receive_limit(
+    view: StateView, queue: QueueState, message: MessageState
+) -> QueueState | None:
+    """The live dead-letter queue the message must move to, if it has used up its receives.
+    A dead-letter queue that has since been deleted stops the moves (the message stays)."""
+    if queue.max_receive_count is None or queue.dead_letter_queue is None:
+        return None
+    if message.receive_count < queue.max_receive_count:
+        return None
+    return view.queue(queue.dead_letter_queue)
+
+
+def _dead_letter(
+    view: StateView, queue: QueueState, dlq: QueueState, message: MessageState, ctx: Context
+) -> list[AnyEvent]:
+    original = view.published(message.position)
+    new_id = ctx.new_id()
+    attributes = {
+        **original.attributes,
+        SOURCE_QUEUE: queue.name,
+        SOURCE_MESSAGE_ID: message.message_id,
+    }
+    return [
+        MessageDeadLettered(
+            at=ctx.now,
+            queue=queue.name,
+            message_id=message.message_id,
+            dead_letter_queue=dlq.name,
+            dead_letter_message_id=new_id,
+        ),
+        MessagePublished(
+            at=ctx.now, queue=dlq.name, message_id=new_id, body=original.body, attributes=attributes
+        ),
+    ]
+
+
+def _after_release(
+    view: StateView, queue: QueueState, message: MessageState, ctx: Context
+) -> list[AnyEvent]:
+    """A lease ended (expired or nacked): the message moves on if it used up its receives, and
+    expires if it outlived retention while in flight."""
+    dlq = _over_receive_limit(view, queue, message)
+    if dlq is not None:
+        return _dead_letter(view, queue, dlq, message, ctx)
+    if _retention_passed(queue, message, ctx.now_us):
+        return [MessageExpired(at=ctx.now, queue=queue.name, message_id=message.message_id)]
+    return []
+
+
+def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decision:
+    queue = _require(view, command.queue)
+    now = ctx.now_us
+    timeout = (
+        queue.visibility_timeout_s
+        if command.visibility_timeout_s is None
+        else command.visibility_timeout_s
+    )
+    lease_end = ctx.now + timedelta(seconds=timeout)
+    events: list[AnyEvent] = []
+    deliveries: list[Delivery] = []
+    for message in view.receivable(queue.queue_id, now, command.max_messages):
+        if _retention_passed(queue, message, now):
+            events.append(
+                MessageExpired(at=ctx.now, queue=queue.name, message_id=message.message_id)
+            )
+            continue
+        # Normally a message is dead-lettered as its last lease ends; this catches a
+        # max_receive_count lowered since then: it would now be received once too often.
+        dlq = _over_receive_limit(view, queue, message)
+        if dlq is not None:
+            events.extend(_dead_letter(view, queue, dlq, message, ctx))
+            continue
+        receipt = ctx.new_receipt()
+        count = message.receive_count + 1
+        events.append(
+            MessageLeased(
+                at=ctx.now,
+                queue=queue.name,
+                message_id=message.message_id,
+                receipt=receipt,
+                receive_count=count,
+                visible_at=lease_end,
+            )
+        )
+        published = view.published(message.position)
+        deliveries.append(
+            Delivery(
+                id=message.message_id,
+                body=published.body,
+                attributes=published.attributes,
+                receipt=receipt,
+                receive_count=count,
+                published_at=from_us(message.published_at),
+                position=message.position,
+                visible_at=lease_end,
+            )
+        )
+    return Decision(events, ReceiveReply(deliveries, view.next_visible_at(queue.queue_id, now)))
+
+
+def _holds_lease(message: MessageState, receipt: str, now: int) -> bool:
+    return message.status == "leased" and message.receipt == receipt and message.visible_at > now
+
+
+def _leased_message(
+    view: StateView, queue: QueueState, message_id: str, receipt: str, now: int
+) -> MessageState:
+    message = view.message(message_id)
+    if message is None or message.queue_id != queue.queue_id:
+        raise MessageNotFoundError(f"message {message_id!r} not found in queue {queue.name!r}")
+    if not _holds_lease(message, receipt, now):
+        raise LeaseLostError("the receipt no longer holds the message's lease", field="receipt")
+    return message
+
+
+def _ack(view: StateView, command: AckMessages, ctx: Context) -> Decision:
+    queue = _require(view, command.queue)
+    now = ctx.now_us
+    events: list[AnyEvent] = []
+    results: list[tuple[str, AckOutcome]] = []
+    acked_here: dict[str, str] = {}
+    for entry in command.entries:
+        message = view.message(entry.message_id)
+        outcome: AckOutcome
+        if message is None or message.queue_id != queue.queue_id:
+            outcome = "not_found"
+        elif entry.message_id in acked_here:
+            outcome = "acked" if acked_here[entry.message_id] == entry.receipt else "lease_lost"
+        elif _holds_lease(message, entry.receipt, now):
+            events.append(
+                MessageAcked(
+                    at=ctx.now, queue=queue.name, message_id=entry.message_id, receipt=entry.receipt
+                )
+            )
+            acked_here[entry.message_id] = entry.receipt
+            outcome = "acked"
+        elif message.status == "acked" and message.receipt == entry.receipt:
+            outcome = "acked"  # the same receipt again: acks are idempotent
+        else:
+            outcome = "lease_lost"
+        results.append((entry.message_id, outcome))
+    return Decision(events, AckReply(results, view.next_position + len(events) - 1))
+
+
+def _nack(view: StateView, command: NackMessage, ctx: Context) -> Decision:
+    queue = _require(view, command.queue)
+    message = _leased_message(view, queue, command.message_id, command.receipt, ctx.now_us)
+    visible_at = ctx.now + timedelta(seconds=command.delay_s)
+    events: list[AnyEvent] = [
+        MessageNacked(
+            at=ctx.now,
+            queue=queue.name,
+            message_id=message.message_id,
+            receipt=command.receipt,
+            visible_at=visible_at,
+            reason=command.reason,
+        )
+    ]
+    events.extend(_after_release(view, queue, message, ctx))
+    return Decision(events, NackReply(view.next_position + len(events) - 1))
+
+
+def _extend(view: StateView, command: ExtendLease, ctx: Context) -> Decision:
+    queue = _require(view, command.queue)
+    message = _leased_message(view, queue, command.message_id, command.receipt, ctx.now_us)
+    visible_at = ctx.now + timedelta(seconds=command.visibility_timeout_s)
+    event = MessageLeaseExtended(
+        at=ctx.now,
+        queue=queue.name,
+        message_id=message.message_id,
+        receipt=command.receipt,
+        visible_at=visible_at,
+    )
+    return Decision([event], ExtendReply(visible_at, view.next_position))
+
+
+def _redrive(view: StateView, command: RedriveMessages, ctx: Context) -> Decision:
+    queue = _require(view, command.queue)
+    named: QueueState | None = None
+    if command.to is not None:
+        named = view.queue(command.to)
+        if named is None:
+            raise InvalidCommandError(f"queue {command.to!r} does not exist", field="to")
+        if named.queue_id == queue.queue_id:
+            raise InvalidCommandError("cannot redrive a queue into itself", field="to")
+    now = ctx.now_us
+    events: list[AnyEvent] = []
+    moved = 0
+    for message in view.receivable(queue.queue_id, now, command.max):
+        if _retention_passed(queue, message, now):
+            continue
+        original = view.published(message.position)
+        target = named
+        if target is None:
+            source = original.attributes.get(SOURCE_QUEUE)
+            target = view.queue(source) if source is not None else None
+        if target is None or target.queue_id == queue.queue_id:
+            continue  # no live queue to go back to: the message stays here
+        new_id = ctx.new_id()
+        attributes = {
+            key: value
+            for key, value in original.attributes.items()
+            if key not in (SOURCE_QUEUE, SOURCE_MESSAGE_ID)
+        }
+        events.append(
+            MessageRedriven(
+                at=ctx.now,
+                queue=queue.name,
+                message_id=message.message_id,
+                to_queue=target.name,
+                new_message_id=new_id,
+            )
+        )
+        events.append(
+            MessagePublished(
+                at=ctx.now,
+                queue=target.name,
+                message_id=new_id,
+                body=original.body,
+                attributes=attributes,
+            )
+        )
+        moved += 1
+    return Decision(events, RedriveReply(moved, view.next_position + len(events) - 1))
+
+
+def _sweep(view: StateView, command: Sweep, ctx: Context) -> Decision:
+    if command.queue is None:
+        queues = view.live_queues()
+    else:
+        one = view.queue(command.queue)
+        queues = [] if one is None else [one]
+    now = ctx.now_us
+    events: list[AnyEvent] = []
+    for queue in queues:
+        for message in view.due_leases(queue.queue_id, now, command.limit):
+            events.append(
+                MessageLeaseExpired(
+                    at=ctx.now,
+                    queue=queue.name,
+                    message_id=message.message_id,
+                    receipt=message.receipt or "",
+                )
+            )
+            events.extend(_after_release(view, queue, message, ctx))
+        cutoff = now - queue.retention_s * 1_000_000
+        for message in view.expired_ready(queue.queue_id, cutoff, command.limit):
+            events.append(
+                MessageExpired(at=ctx.now, queue=queue.name, message_id=message.message_id)
+            )
+    return Decision(events, SweepReply(len(events)))

@@ -1,0 +1,38 @@
+"""One tree of domain errors. Adapters translate driver errors into these; the API maps each
+class to a status code in one table (``api/problems.py``)."""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base of every error the broker raises on purpose."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class QueueNotFoundError(BrokerError):
+    """The queue does not exist or was deleted."""
+
+
+class QueueExistsError(BrokerError):
+    """A live queue already has that name."""
+
+
+class MessageNotFoundError(BrokerError):
+    """No message with that id in that queue."""
+
+
+class LeaseLostError(BrokerError):
+    """The receipt no longer holds the message's lease (expired, re-leased, acked or purged)."""
+
+
+class InvalidCommandError(BrokerError):
+    """Well-formed but not acceptable against the current state: inconsistent dead-letter
+    settings, a reference to a queue that does not exist."""
+
+
+class StoreUnavailableError(BrokerError):
+    """The event store could not be reached or refused the transaction."""

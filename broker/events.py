@@ -1,0 +1,189 @@
+"""Every stored event, as a tagged union of frozen msgspec Structs.
+
+Schema-evolution rules (msgspec's own): a new field always gets a default; a field never
+changes type; a tag is never renamed (stored history would be orphaned). Stored events
+do not forbid unknown fields, so an older reader skips what a newer writer added.
+
+On disk an event is split in two: the common envelope (``type``, ``at``, ``queue``,
+``message_id``) lives in columns, the rest in one JSON ``data`` document. The API's event
+JSON is built by concatenating those pieces (``envelope_json``), so a message body is never
+parsed on the way out — feeds pay per event, not per byte of body.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, TypeAlias
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    at: datetime
+    queue: str
+
+
+class QueueCreated(Event, frozen=True, kw_only=True, tag="queue.created"):
+    visibility_timeout_s: int
+    delay_s: int
+    retention_s: int
+    max_receive_count: int | None = None
+    dead_letter_queue: str | None = None
+
+
+class QueueUpdated(Event, frozen=True, kw_only=True, tag="queue.updated"):
+    """Carries the queue's complete settings after the update, not a diff."""
+
+    visibility_timeout_s: int
+    delay_s: int
+    retention_s: int
+    max_receive_count: int | None = None
+    dead_letter_queue: str | None = None
+
+
+class QueueDeleted(Event, frozen=True, kw_only=True, tag="queue.deleted"):
+    """Soft delete: the queue leaves reads and commands; its events stay in the log."""
+
+
+class QueuePurged(Event, frozen=True, kw_only=True, tag="queue.purged"):
+    """Every message of the queue that was available, delayed or in flight is purged."""
+
+    purged: int
+
+
+class MessageEvent(Event, frozen=True, kw_only=True):
+    message_id: str
+
+
+class MessagePublished(MessageEvent, frozen=True, kw_only=True, tag="message.published"):
+    body: msgspec.Raw
+    attributes: dict[str, str] = {}
+    delay_s: int = 0
+    dedup_id: str | None = None
+
+
+class MessageLeased(MessageEvent, frozen=True, kw_only=True, tag="message.leased"):
+    receipt: str
+    receive_count: int
+    visible_at: datetime
+
+
+class MessageAcked(MessageEvent, frozen=True, kw_only=True, tag="message.acked"):
+    receipt: str
+
+
+class MessageNacked(MessageEvent, frozen=True, kw_only=True, tag="message.nacked"):
+    receipt: str
+    visible_at: datetime
+    reason: str | None = None
+
+
+class MessageLeaseExtended(MessageEvent, frozen=True, kw_only=True, tag="message.lease_extended"):
+    receipt: str
+    visible_at: datetime
+
+
+class MessageLeaseExpired(MessageEvent, frozen=True, kw_only=True, tag="message.lease_expired"):
+    receipt: str
+
+
+class MessageDeadLettered(MessageEvent, frozen=True, kw_only=True, tag="message.dead_lettered"):
+    dead_letter_queue: str
+    dead_letter_message_id: str
+
+
+class MessageExpired(MessageEvent, frozen=True, kw_only=True, tag="message.expired"):
+    """The message outlived its queue's retention and will never be delivered."""
+
+
+class MessageRedriven(MessageEvent, frozen=True, kw_only=True, tag="message.redriven"):
+    to_queue: str
+    new_message_id: str
+
+
+AnyEvent: TypeAlias = (
+    QueueCreated
+    | QueueUpdated
+    | QueueDeleted
+    | QueuePurged
+    | MessagePublished
+    | MessageLeased
+    | MessageAcked
+    | MessageNacked
+    | MessageLeaseExtended
+    | MessageLeaseExpired
+    | MessageDeadLettered
+    | MessageExpired
+    | MessageRedriven
+)
+
+EVENT_TYPES: Final[tuple[str, ...]] = (
+    "queue.created",
+    "queue.updated",
+    "queue.deleted",
+    "queue.purged",
+    "message.published",
+    "message.leased",
+    "message.acked",
+    "message.nacked",
+    "message.lease_extended",
+    "message.lease_expired",
+    "message.dead_lettered",
+    "message.expired",
+    "message.redriven",
+)
+
+_COMMON: Final = frozenset({"at", "queue", "message_id"})
+_decoder: Final = msgspec.json.Decoder(AnyEvent)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def type_of(event: AnyEvent) -> str:
+    tag = event.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+def message_id_of(event: AnyEvent) -> str | None:
+    return event.message_id if isinstance(event, MessageEvent) else None
+
+
+def encode_at(at: datetime) -> str:
+    """RFC 3339 UTC with microseconds, the one spelling of time in the log and the API."""
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode_data(event: AnyEvent) -> bytes:
+    """The event's own fields (everything but the common envelope), as JSON."""
+    fields: dict[str, Any] = {
+        name: getattr(event, name) for name in event.__struct_fields__ if name not in _COMMON
+    }
+    return _encoder.encode(fields)
+
+
+def decode(type_: str, at: str, queue: str, message_id: str | None, data: bytes) -> AnyEvent:
+    """Rebuild a typed event from its stored pieces (the inverse of ``encode_data``)."""
+    head = b'{"type":%s,"at":"%s","queue":%s' % (
+        _encoder.encode(type_),
+        at.encode(),
+        _encoder.encode(queue),
+    )
+    if message_id is not None:
+        head += b',"message_id":' + _encoder.encode(message_id)
+    rest = data[1:].lstrip()
+    document = head + (b"," + rest if rest[:1] != b"}" else rest)
+    return _decoder.decode(document)
+
+
+def envelope_json(
+    position: int, type_: str, at: str, queue: str, message_id: str | None, data: bytes
+) -> bytes:
+    """The public JSON of one stored event (API.md "The event log"), built without parsing."""
+    return b'{"position":%d,"type":%s,"at":"%s","queue":%s,"message_id":%s,"data":%s}' % (
+        position,
+        _encoder.encode(type_),
+        at.encode(),
+        _encoder.encode(queue),
+        _encoder.encode(message_id),
+        data,
+    )

@@ -1,0 +1,90 @@
+"""The ports the broker core depends on. Adapters live in ``broker/store/``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+import msgspec
+
+from broker import events
+from broker.state import StateTx
+
+T = TypeVar("T")
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """One row of the log, as stored: the envelope in columns, the rest as JSON ``data``."""
+
+    position: int
+    type: str
+    at: str
+    queue: str
+    message_id: str | None
+    data: bytes
+
+    def event(self) -> events.AnyEvent:
+        return events.decode(self.type, self.at, self.queue, self.message_id, self.data)
+
+    def json(self) -> bytes:
+        """The public JSON of this event (API.md "The event log")."""
+        return events.envelope_json(
+            self.position, self.type, self.at, self.queue, self.message_id, self.data
+        )
+
+
+def matches_types(type_: str, patterns: Sequence[str]) -> bool:
+    """``patterns`` are exact types or prefixes ending in ``*`` (``message.*``)."""
+    for pattern in patterns:
+        if pattern.endswith("*"):
+            if type_.startswith(pattern[:-1]):
+                return True
+        elif type_ == pattern:
+            return True
+    return False
+
+
+class EventStore(Protocol):
+    """The log and the write-side state, behind one transactional port.
+
+    ``transact`` runs ``fn`` against the write-side state in one transaction: every event
+    ``fn`` appends and every state change that follows from it commit together, durably, or
+    not at all. ``fn`` is synchronous on purpose: a group-commit batch is decided and applied
+    in one go, with no awaits inside, so an adapter can run it in one hop to its driver.
+    """
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def transact(self, fn: Callable[[StateTx], T]) -> T: ...
+
+    async def read(
+        self,
+        after: int,
+        limit: int,
+        *,
+        queue: str | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[StoredEvent]:
+        """Events with position > ``after``, in position order."""
+        ...
+
+    async def read_positions(self, positions: Sequence[int]) -> list[StoredEvent]:
+        """The events at those positions, in position order."""
+        ...
+
+    async def read_message(self, message_id: str) -> list[StoredEvent]:
+        """Every event that names the message, in position order."""
+        ...
+
+    async def head(self) -> int:
+        """The last position in the log (0 when empty)."""
+        ...

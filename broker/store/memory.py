@@ -1,0 +1,205 @@
+"""The reference adapter: the whole store in process memory. Shipped as real code and used by
+the unit, contract and model tests; nothing survives the process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from broker import events
+from broker.events import AnyEvent, MessagePublished
+from broker.ports import StoredEvent, matches_types
+from broker.state import (
+    LIVE,
+    Change,
+    DedupEntry,
+    MessageState,
+    PurgeMessages,
+    PutDedup,
+    PutMessage,
+    PutQueue,
+    QueueState,
+    evolve,
+)
+
+T = TypeVar("T")
+_MISSING: Final = object()
+
+
+class MemoryEventStore:
+    def __init__(self) -> None:
+        self.events: list[StoredEvent] = []
+        self.queues: dict[int, QueueState] = {}
+        self.messages: dict[str, MessageState] = {}
+        self.dedup: dict[tuple[int, str], DedupEntry] = {}
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def transact(self, fn: Callable[[Any], T]) -> T:
+        async with self._lock:
+            tx = _MemoryTx(self)
+            try:
+                return fn(tx)
+            except BaseException:
+                tx.rollback()
+                raise
+
+    async def read(
+        self,
+        after: int,
+        limit: int,
+        *,
+        queue: str | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[StoredEvent]:
+        found: list[StoredEvent] = []
+        for stored in self.events[after:]:
+            if queue is not None and stored.queue != queue:
+                continue
+            if types and not matches_types(stored.type, types):
+                continue
+            found.append(stored)
+            if len(found) >= limit:
+                break
+        return found
+
+    async def read_positions(self, positions: Sequence[int]) -> list[StoredEvent]:
+        return [self.events[p - 1] for p in sorted(set(positions)) if 0 < p <= len(self.events)]
+
+    async def read_message(self, message_id: str) -> list[StoredEvent]:
+        return [stored for stored in self.events if stored.message_id == message_id]
+
+    async def head(self) -> int:
+        return len(self.events)
+
+
+class _MemoryTx:
+    """The state as a transaction sees it; every change is journalled so it can be undone."""
+
+    def __init__(self, store: MemoryEventStore) -> None:
+        self._store = store
+        self._journal: list[tuple[dict[Any, Any], Any, Any]] = []
+        self._events_before = len(store.events)
+
+    @property
+    def next_position(self) -> int:
+        return len(self._store.events) + 1
+
+    def queue(self, name: str) -> QueueState | None:
+        for queue in self._store.queues.values():
+            if queue.name == name and not queue.deleted:
+                return queue
+        return None
+
+    def queue_by_id(self, queue_id: int) -> QueueState | None:
+        return self._store.queues.get(queue_id)
+
+    def live_queues(self) -> list[QueueState]:
+        return sorted(
+            (q for q in self._store.queues.values() if not q.deleted), key=lambda q: q.name
+        )
+
+    def message(self, message_id: str) -> MessageState | None:
+        return self._store.messages.get(message_id)
+
+    def dedup(self, queue_id: int, dedup_id: str) -> DedupEntry | None:
+        return self._store.dedup.get((queue_id, dedup_id))
+
+    def _of_queue(self, queue_id: int, status: str) -> list[MessageState]:
+        return sorted(
+            (
+                m
+                for m in self._store.messages.values()
+                if m.queue_id == queue_id and m.status == status
+            ),
+            key=lambda m: m.position,
+        )
+
+    def receivable(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
+        return [m for m in self._of_queue(queue_id, "ready") if m.visible_at <= now][:limit]
+
+    def due_leases(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
+        due = [m for m in self._of_queue(queue_id, "leased") if m.visible_at <= now]
+        return sorted(due, key=lambda m: (m.visible_at, m.position))[:limit]
+
+    def expired_ready(self, queue_id: int, published_before: int, limit: int) -> list[MessageState]:
+        ready = self._of_queue(queue_id, "ready")
+        return [m for m in ready if m.published_at <= published_before][:limit]
+
+    def count_live(self, queue_id: int) -> int:
+        return sum(
+            1 for m in self._store.messages.values() if m.queue_id == queue_id and m.status in LIVE
+        )
+
+    def next_visible_at(self, queue_id: int, now: int) -> int | None:
+        future = [m.visible_at for m in self._of_queue(queue_id, "ready") if m.visible_at > now]
+        return min(future, default=None)
+
+    def published(self, position: int) -> MessagePublished:
+        event = self._store.events[position - 1].event()
+        assert isinstance(event, MessagePublished)
+        return event
+
+    def append(self, new_events: Sequence[AnyEvent]) -> int:
+        for event in new_events:
+            position = self.next_position
+            self._store.events.append(
+                StoredEvent(
+                    position=position,
+                    type=events.type_of(event),
+                    at=events.encode_at(event.at),
+                    queue=event.queue,
+                    message_id=events.message_id_of(event),
+                    data=events.encode_data(event),
+                )
+            )
+            for change in evolve(self, event, position):
+                self._apply(change)
+        return len(self._store.events)
+
+    def prune_dedup(self, now: int) -> int:
+        stale = [key for key, entry in self._store.dedup.items() if entry.expires_at <= now]
+        for key in stale:
+            self._set(self._store.dedup, key, _MISSING)
+        return len(stale)
+
+    def _apply(self, change: Change) -> None:
+        match change:
+            case PutQueue(queue):
+                self._set(self._store.queues, queue.queue_id, queue)
+            case PutMessage(message):
+                self._set(self._store.messages, message.message_id, message)
+            case PutDedup(entry):
+                self._set(self._store.dedup, (entry.queue_id, entry.dedup_id), entry)
+            case PurgeMessages(queue_id, position):
+                for message in list(self._store.messages.values()):
+                    if (
+                        message.queue_id == queue_id
+                        and message.status in LIVE
+                        and message.position < position
+                    ):
+                        purged = msgspec.structs.replace(message, status="purged")
+                        self._set(self._store.messages, message.message_id, purged)
+
+    def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        self._journal.append((table, key, table.get(key, _MISSING)))
+        if value is _MISSING:
+            del table[key]
+        else:
+            table[key] = value
+
+    def rollback(self) -> None:
+        for table, key, old in reversed(self._journal):
+            if old is _MISSING:
+                table.pop(key, None)
+            else:
+                table[key] = old
+        del self._store.events[self._events_before :]

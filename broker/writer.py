@@ -1,0 +1,195 @@
+"""The writer: the single place that appends to the log.
+
+Commands queue up while the previous transaction commits; the writer then takes all of them
+(up to ``max_batch``) into one transaction — one fsync for the lot. That is group commit: on
+this machine one commit per event tops out near 3 to 5k events/s (an fsync is ~150 µs), batches
+of 100 per commit reach 30 to 50k/s. Each command is still atomic on its own: ``decide`` is pure,
+so a rejected command has written nothing, and an accepted one appends all of its events and
+state changes before the next command is decided. A command is answered only after the
+transaction that carries it has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+import structlog
+
+from broker import ids
+from broker.commands import AnyCommand, ReceiveMessages, Sweep
+from broker.decide import Context, Reply, decide
+from broker.errors import BrokerError, StoreUnavailableError
+from broker.events import AnyEvent, type_of
+from broker.ports import Clock, EventStore, system_clock
+from broker.state import StateTx
+
+log = structlog.get_logger("cairn.writer")
+
+_STOP: Final = object()
+
+
+@dataclass(slots=True)
+class Commit:
+    """What one committed transaction did, for whoever watches the writer."""
+
+    head: int
+    commands: int
+    queues: set[str] = field(default_factory=set)
+    event_types: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class _Batch:
+    outcomes: list[Reply | BrokerError]
+    commit: Commit
+
+
+def apply_batch(tx: StateTx, commands: Sequence[AnyCommand], ctx: Context) -> _Batch:
+    """Decide and append each command in turn, inside the caller's transaction."""
+    outcomes: list[Reply | BrokerError] = []
+    commit = Commit(head=tx.next_position - 1, commands=len(commands))
+    swept = False
+    for command in commands:
+        try:
+            if isinstance(command, ReceiveMessages):
+                # Leases that ended are made available before choosing what to deliver, so a
+                # receiver never waits for the sweeper to notice an expiry.
+                _append(tx, decide(tx, Sweep(queue=command.queue), ctx).events, commit)
+            decision = decide(tx, command, ctx)
+        except BrokerError as error:
+            outcomes.append(error)
+            continue
+        _append(tx, decision.events, commit)
+        outcomes.append(decision.reply)
+        swept = swept or (isinstance(command, Sweep) and command.queue is None)
+    if swept:
+        tx.prune_dedup(ctx.now_us)
+    return _Batch(outcomes, commit)
+
+
+def _append(tx: StateTx, events: Sequence[AnyEvent], commit: Commit) -> None:
+    if not events:
+        return
+    commit.head = tx.append(events)
+    for event in events:
+        commit.queues.add(event.queue)
+        commit.event_types[type_of(event)] += 1
+
+
+class Writer:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        clock: Clock = system_clock,
+        new_id: Callable[[], str] = ids.new_message_id,
+        new_receipt: Callable[[], str] = ids.new_receipt,
+        max_batch: int = 512,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._new_id = new_id
+        self._new_receipt = new_receipt
+        self._max_batch = max_batch
+        self._pending: asyncio.Queue[tuple[AnyCommand, asyncio.Future[Reply]] | object] = (
+            asyncio.Queue()
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._last_now: datetime | None = None
+        self._listeners: list[Callable[[Commit], None]] = []
+        self._accepting = False
+
+    def on_commit(self, listener: Callable[[Commit], None]) -> None:
+        self._listeners.append(listener)
+
+    def new_id(self) -> str:
+        return self._new_id()
+
+    async def start(self) -> None:
+        self._accepting = True
+        self._task = asyncio.create_task(self._run(), name="cairn-writer")
+
+    async def stop(self) -> None:
+        """Refuse new commands, finish the queued ones, then stop."""
+        self._accepting = False
+        if self._task is None:
+            return
+        self._pending.put_nowait(_STOP)
+        await self._task
+        self._task = None
+
+    async def execute(self, command: AnyCommand) -> Reply:
+        """Run one command; returns its reply once durable, or raises its ``BrokerError``."""
+        if not self._accepting:
+            raise StoreUnavailableError("the broker is shutting down")
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait((command, future))
+        return await future
+
+    def _now(self) -> datetime:
+        # Event times never go backwards, even if the wall clock does.
+        now = self._clock()
+        if self._last_now is not None and now < self._last_now:
+            now = self._last_now
+        self._last_now = now
+        return now
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = await self._pending.get()
+            batch: list[tuple[AnyCommand, asyncio.Future[Reply]]] = []
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
+                if len(batch) >= self._max_batch or self._pending.empty():
+                    break
+                item = self._pending.get_nowait()
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[AnyCommand, asyncio.Future[Reply]]]) -> None:
+        commands = [command for command, _ in batch]
+        ctx = Context(now=self._now(), new_id=self._new_id, new_receipt=self._new_receipt)
+        try:
+            result = await self._store.transact(lambda tx: apply_batch(tx, commands, ctx))
+        except Exception as error:  # the whole transaction failed: nothing was written
+            failure = (
+                error
+                if isinstance(error, BrokerError)
+                else StoreUnavailableError(f"the event store failed: {error}")
+            )
+            log.error("batch_failed", commands=len(batch), error=str(error))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+            return
+        for (_, future), outcome in zip(batch, result.outcomes, strict=True):
+            if future.done():  # the caller went away (cancelled); the command still happened
+                continue
+            if isinstance(outcome, BrokerError):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        for listener in self._listeners:
+            try:
+                listener(result.commit)
+            except Exception:
+                log.exception("commit_listener_failed")
+
+
+async def sweep_forever(writer: Writer, interval: float) -> None:
+    """Record due time-driven transitions (lease expiry, retention, dead-lettering) every
+    ``interval`` seconds, so read models and feeds see them without waiting for a receive."""
+    while True:
+        with contextlib.suppress(BrokerError):
+            await writer.execute(Sweep())
+        await asyncio.sleep(interval)

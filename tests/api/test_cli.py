@@ -1,0 +1,111 @@
+"""``cairn serve`` as an operator runs it: configuration, environment, shutdown, log files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.conftest import free_port, make_server
+
+
+def cairn(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment | (env or {}),
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["--port", "70000"], {}, "--port"),
+        (["--database-url", "mysql://x"], {}, "--database-url"),
+        ([], {"CAIRN_PORT": "eighty"}, "--port"),
+        ([], {"CAIRN_WORKERS": "0"}, "--workers"),
+    ],
+)
+def test_bad_configuration_exits_non_zero_with_one_line(
+    args: list[str], env: dict[str, str], says: str
+) -> None:
+    result = cairn("serve", *args, env=env)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in result.stderr
+
+
+def test_an_unusable_store_exits_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = cairn("serve", "--database-url", f"sqlite:///{blocker}/cairn.db")
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_options_come_from_the_environment_and_flags_win(tmp_path: Path) -> None:
+    port = free_port()
+    server = make_server(
+        tmp_path, env={"CAIRN_PORT": "1", "CAIRN_DURABILITY": "normal", "CAIRN_LOG_LEVEL": "debug"}
+    )
+    server.args[server.args.index("--port") + 1] = str(port)  # the flag beats CAIRN_PORT
+    server.url = f"http://127.0.0.1:{port}"
+    server.start()
+    try:
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert "durability" in server.log.read_text()
+        assert '"durability":"normal"' in server.log.read_text()
+    finally:
+        server.stop()
+
+
+def test_sigterm_answers_a_waiting_long_poll_and_stops_cleanly(tmp_path: Path) -> None:
+    server = make_server(tmp_path).start()
+    client = server.client()
+    client.post("/v1/queues", json={"name": "q"})
+    answer: dict[str, object] = {}
+
+    def poll() -> None:
+        answer["response"] = httpx.post(
+            f"{server.url}/v1/queues/q/receive", json={"wait_s": 20}, timeout=30
+        )
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    deadline = time.monotonic() + 10
+    while "cairn_receive_long_polls_waiting 1.0" not in client.get("/metrics").text:
+        assert time.monotonic() < deadline
+    started = time.monotonic()
+    code = server.stop(signal.SIGTERM)
+    poller.join(15)
+    assert code == 0
+    assert time.monotonic() - started < 10
+    response = answer["response"]
+    assert isinstance(response, httpx.Response)
+    assert response.status_code == 200 and response.json() == {"messages": []}
+    assert '"event":"broker_stopped"' in server.log.read_text()
+
+
+def test_the_log_file_rotates_by_size(tmp_path: Path) -> None:
+    server = make_server(
+        tmp_path, env={"CAIRN_LOG_FILE_MAX_BYTES": "4000", "CAIRN_LOG_FILE_BACKUPS": "2"}
+    ).start()
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            for _ in range(100):
+                client.get("/healthz")
+    finally:
+        server.stop()
+    rotated = sorted(p.name for p in tmp_path.glob("cairn.log*"))
+    assert rotated == ["cairn.log", "cairn.log.1", "cairn.log.2"]
+    assert all(p.stat().st_size <= 4000 for p in tmp_path.glob("cairn.log*"))

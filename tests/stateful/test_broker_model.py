@@ -1,0 +1,370 @@
+"""The broker against a plain reference model, under random sequences of commands.
+
+Invariants checked after every step: the broker and the model agree on every message's
+status; a message is never leased to two receivers at once; nothing acknowledged changes
+again; positions are contiguous from 1. The same machine runs over the in-memory store and
+over SQLite, where it may also restart the store in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from broker.commands import (
+    AckEntry,
+    AckMessages,
+    AnyCommand,
+    CreateQueue,
+    DeleteQueue,
+    ExtendLease,
+    NackMessage,
+    NewMessage,
+    PublishMessages,
+    PurgeQueue,
+    QueueSettings,
+    ReceiveMessages,
+    RedriveMessages,
+    Sweep,
+)
+from broker.decide import (
+    AckReply,
+    ExtendReply,
+    PublishReply,
+    PurgeReply,
+    ReceiveReply,
+    RedriveReply,
+    Reply,
+)
+from broker.errors import (
+    BrokerError,
+    InvalidCommandError,
+    LeaseLostError,
+    MessageNotFoundError,
+    QueueExistsError,
+    QueueNotFoundError,
+)
+from broker.events import MessageDeadLettered, MessageRedriven
+from broker.ports import EventStore
+from broker.state import to_us
+from broker.store.memory import MemoryEventStore
+from broker.store.sqlite import SqliteEventStore
+from broker.writer import Writer
+from tests.helpers import Counter, FakeClock, fresh_database
+from tests.stateful.model import Message, Model, Outcome
+
+NAMES = st.sampled_from(["a", "b", "c", "dlq"])
+# Timeouts and clock steps from one small set, so times often land exactly on a lease end,
+# a delay's end or a retention boundary, where off-by-one mistakes live.
+SECONDS = st.sampled_from([0, 1, 5, 10])
+_OUTCOME_OF: dict[type[BrokerError], Outcome] = {
+    QueueExistsError: "exists",
+    InvalidCommandError: "invalid",
+    QueueNotFoundError: "not_found",
+    MessageNotFoundError: "not_found",
+    LeaseLostError: "lease_lost",
+}
+
+
+class BrokerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.Runner()
+        self.clock = FakeClock()
+        self.ids = Counter("m")
+        self.receipts = Counter("r")
+        self.store = self.make_store()
+        self.loop.run(self.store.open())
+        self.writer = self.make_writer()
+        self.model = Model()
+        self.leases: list[tuple[str, str, str]] = []  # (queue, message id, receipt) handed out
+        self.lease_ends: dict[str, int | None] = {}  # receipt -> when it ends (None: released)
+        self.acked: set[str] = set()
+        self.seen = 0  # the log positions already folded into the model
+
+    def make_store(self) -> EventStore:
+        raise NotImplementedError
+
+    def make_writer(self) -> Writer:
+        writer = Writer(self.store, clock=self.clock, new_id=self.ids, new_receipt=self.receipts)
+        self.loop.run(writer.start())
+        return writer
+
+    def teardown(self) -> None:
+        self.loop.run(self.writer.stop())
+        self.loop.run(self.store.close())
+        self.loop.close()
+
+    @property
+    def now(self) -> int:
+        return to_us(self.clock.now)
+
+    def run(self, command: AnyCommand) -> Reply | Outcome:
+        try:
+            reply = self.loop.run(self.writer.execute(command))
+        except BrokerError as error:
+            return _OUTCOME_OF[type(error)]
+        self._adopt_moves()
+        return reply
+
+    def _adopt_moves(self) -> None:
+        """Give the model the ids of the copies the broker made (dead letters, redrives)."""
+        new = self.loop.run(self.store.read(self.seen, 1_000_000))
+        made: dict[str, str] = {}
+        for stored in new:
+            event = stored.event()
+            if isinstance(event, MessageDeadLettered):
+                made[event.message_id] = event.dead_letter_message_id
+            elif isinstance(event, MessageRedriven):
+                made[event.message_id] = event.new_message_id
+        if new:
+            self.seen = new[-1].position
+        expected = {move.source.id: move for move in self.model.moves}
+        assert set(made) == set(expected), (made, list(expected))
+        for source, new_id in made.items():
+            self.model.adopt(expected[source], new_id, self.now)
+        self.model.moves.clear()
+
+    # ---- rules --------------------------------------------------------------------------
+
+    @initialize()
+    def queues_to_start_with(self) -> None:
+        for name, vt, dead_letter in (("dlq", 5, None), ("a", 5, None), ("b", 1, (2, "dlq"))):
+            max_count, dlq = dead_letter or (None, None)
+            got = self.run(
+                CreateQueue(
+                    queue=name,
+                    settings=QueueSettings(
+                        visibility_timeout_s=vt,
+                        retention_s=120,
+                        max_receive_count=max_count,
+                        dead_letter_queue=dlq,
+                    ),
+                )
+            )
+            assert not isinstance(got, str)
+            assert self.model.create(name, vt, 0, 120, max_count, dlq) == "ok"
+
+    @rule(
+        name=NAMES,
+        vt=SECONDS,
+        delay=SECONDS,
+        retention=st.sampled_from([60, 120, 1209600]),
+        dead_letter=st.none() | st.tuples(st.integers(1, 3), NAMES),
+        half=st.booleans(),
+    )
+    def create_queue(
+        self,
+        name: str,
+        vt: int,
+        delay: int,
+        retention: int,
+        dead_letter: tuple[int, str] | None,
+        half: bool,
+    ) -> None:
+        max_count, dlq = dead_letter if dead_letter else (None, None)
+        if half and dead_letter:  # sometimes only one of the pair: must be refused
+            dlq = None
+        settings_ = QueueSettings(
+            visibility_timeout_s=vt,
+            delay_s=delay,
+            retention_s=retention,
+            max_receive_count=max_count,
+            dead_letter_queue=dlq,
+        )
+        got = self.run(CreateQueue(queue=name, settings=settings_))
+        expected = self.model.create(name, vt, delay, retention, max_count, dlq)
+        assert (got if isinstance(got, str) else "ok") == expected
+
+    @rule(
+        name=NAMES,
+        entries=st.lists(
+            st.tuples(st.none() | SECONDS, st.none() | st.sampled_from(["d1", "d2"])),
+            min_size=1,
+            max_size=3,
+        ),
+    )
+    def publish(self, name: str, entries: list[tuple[int | None, str | None]]) -> None:
+        messages = []
+        for i, (delay, dedup) in enumerate(entries):
+            body = msgspec.json.encode({"n": self.model.seq + i})
+            messages.append(
+                NewMessage(
+                    message_id=self.ids(), body=msgspec.Raw(body), delay_s=delay, dedup_id=dedup
+                )
+            )
+        got = self.run(PublishMessages(queue=name, messages=tuple(messages)))
+        expected = self.model.publish(
+            name,
+            [(m.message_id, bytes(m.body), m.delay_s, m.dedup_id) for m in messages],
+            self.now,
+        )
+        if isinstance(got, str):
+            assert got == expected
+            return
+        assert isinstance(got, PublishReply)
+        assert [(r.id, r.duplicate) for r in got.results] == expected
+
+    @rule(name=NAMES, count=st.integers(1, 3), vt=st.none() | SECONDS)
+    def receive(self, name: str, count: int, vt: int | None) -> None:
+        got = self.run(ReceiveMessages(queue=name, max_messages=count, visibility_timeout_s=vt))
+        if isinstance(got, str):
+            assert got == self.model.receive(name, count, vt, self.now, [])
+            return
+        assert isinstance(got, ReceiveReply)
+        expected = self.model.receive(name, count, vt, self.now, [m.receipt for m in got.messages])
+        assert isinstance(expected, list)
+        assert [m.id for m in got.messages] == [m.id for m in expected]
+        for delivered, message in zip(got.messages, expected, strict=True):
+            assert bytes(delivered.body) == message.body
+            assert delivered.attributes == message.attributes
+            assert delivered.receive_count == message.receive_count
+            # Never two live leases: every earlier lease of this message has ended by now,
+            # by the broker's own answers (ack, nack, extend), not by the model.
+            for _, other_id, receipt in self.leases:
+                if other_id == message.id:
+                    end = self.lease_ends[receipt]
+                    assert end is None or end <= self.now, (message.id, receipt, end)
+            self.leases.append((name, message.id, delivered.receipt))
+            self.lease_ends[delivered.receipt] = to_us(delivered.visible_at)
+
+    def _pick(self, data: st.DataObject) -> tuple[str, str, str]:
+        return data.draw(st.sampled_from(self.leases))
+
+    @precondition(lambda self: self.leases)
+    @rule(data=st.data())
+    def ack(self, data: st.DataObject) -> None:
+        queue, message_id, receipt = self._pick(data)
+        got = self.run(
+            AckMessages(queue=queue, entries=(AckEntry(message_id=message_id, receipt=receipt),))
+        )
+        expected = self.model.ack(queue, message_id, receipt, self.now)
+        if isinstance(got, str):
+            assert got == expected
+            return
+        assert isinstance(got, AckReply)
+        outcome = {"acked": "ok", "lease_lost": "lease_lost", "not_found": "not_found"}
+        assert outcome[got.results[0][1]] == expected
+        if expected == "ok":
+            self.acked.add(message_id)
+            self.lease_ends[receipt] = None
+
+    @precondition(lambda self: self.leases)
+    @rule(data=st.data(), delay=SECONDS)
+    def nack(self, data: st.DataObject, delay: int) -> None:
+        queue, message_id, receipt = self._pick(data)
+        got = self.run(
+            NackMessage(queue=queue, message_id=message_id, receipt=receipt, delay_s=delay)
+        )
+        expected = self.model.nack(queue, message_id, receipt, delay, self.now)
+        assert (got if isinstance(got, str) else "ok") == expected
+        if expected == "ok":
+            self.lease_ends[receipt] = None
+
+    @precondition(lambda self: self.leases)
+    @rule(data=st.data(), vt=SECONDS)
+    def extend(self, data: st.DataObject, vt: int) -> None:
+        queue, message_id, receipt = self._pick(data)
+        got = self.run(
+            ExtendLease(
+                queue=queue, message_id=message_id, receipt=receipt, visibility_timeout_s=vt
+            )
+        )
+        expected = self.model.extend(queue, message_id, receipt, vt, self.now)
+        assert (got if isinstance(got, str) else "ok") == expected
+        if isinstance(got, ExtendReply):
+            self.lease_ends[receipt] = to_us(got.visible_at)
+
+    @rule(seconds=st.sampled_from([1, 5, 10, 60, 120, 300]))
+    def advance_clock(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    @rule()
+    def sweep(self) -> None:
+        self.model.sweep(self.now)
+        self.run(Sweep())
+
+    @rule(name=NAMES)
+    def purge(self, name: str) -> None:
+        got = self.run(PurgeQueue(queue=name))
+        expected = self.model.purge(name)
+        assert (got.purged if isinstance(got, PurgeReply) else got) == expected
+
+    @rule(name=NAMES)
+    def delete(self, name: str) -> None:
+        got = self.run(DeleteQueue(queue=name))
+        assert (got if isinstance(got, str) else "ok") == self.model.delete(name)
+
+    @rule(name=NAMES, to=st.none() | NAMES)
+    def redrive(self, name: str, to: str | None) -> None:
+        expected = self.model.redrive(name, to, self.now)
+        got = self.run(RedriveMessages(queue=name, to=to))
+        assert (got.moved if isinstance(got, RedriveReply) else got) == expected
+
+    # ---- invariants ---------------------------------------------------------------------
+
+    @invariant()
+    def every_message_has_the_models_status(self) -> None:
+        ids = list(self.model.messages)
+        states = self.loop.run(self.store.transact(lambda tx: [tx.message(i) for i in ids]))
+        for message_id, state in zip(ids, states, strict=True):
+            model: Message = self.model.messages[message_id]
+            assert state is not None, message_id
+            assert (state.status, state.receive_count) == (model.status, model.receive_count), (
+                message_id
+            )
+            if message_id in self.acked:
+                assert state.status == "acked"
+
+    @invariant()
+    def positions_are_contiguous(self) -> None:
+        positions = [e.position for e in self.loop.run(self.store.read(0, 1_000_000))]
+        assert positions == list(range(1, len(positions) + 1))
+
+
+class MemoryBroker(BrokerMachine):
+    def make_store(self) -> EventStore:
+        return MemoryEventStore()
+
+
+class SqliteBroker(BrokerMachine):
+    def make_store(self) -> EventStore:
+        self.directory = Path(tempfile.mkdtemp(prefix="cairn-model-"))
+        return SqliteEventStore(str(fresh_database(self.directory)))
+
+    @rule()
+    def restart(self) -> None:
+        """Stop everything and open the same file again: the state must come back whole."""
+        self.loop.run(self.writer.stop())
+        self.loop.run(self.store.close())
+        self.store = SqliteEventStore(str(self.directory / "cairn.db"))
+        self.loop.run(self.store.open())
+        self.writer = self.make_writer()
+
+    def teardown(self) -> None:
+        super().teardown()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+_settings: Any = settings(
+    max_examples=300,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestMemoryBroker = _settings(MemoryBroker).TestCase
+TestSqliteBroker = settings(_settings, max_examples=60)(SqliteBroker).TestCase
