@@ -19,7 +19,7 @@ from api.endpoints import Endpoint
 from api.metrics import Metrics
 from api.middleware import RequestLog
 from api.problems import ApiError, from_broker
-from api.routes import messages, ops, queues
+from api.routes import events, messages, ops, queues
 from api.settings import Settings, from_env
 from broker.errors import BrokerError
 
@@ -28,6 +28,7 @@ log = structlog.get_logger("cairn")
 ENDPOINTS: list[Endpoint] = [
     *queues.endpoints.items,
     *messages.endpoints.items,
+    *events.endpoints.items,
     *ops.endpoints.items,
 ]
 

@@ -44,6 +44,15 @@ def _serve_parser(sub: Any) -> None:
     )
 
 
+def _projections_parser(sub: Any) -> None:
+    p = sub.add_parser("projections", help="read-model operations")
+    actions = p.add_subparsers(dest="action", required=True)
+    rebuild = actions.add_parser("rebuild", help="replay the log into fresh read models")
+    rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
+    rebuild.add_argument("--database-url", help="as for serve")
+    rebuild.add_argument("--redis-url", help="as for serve (needed to rebuild 'redis')")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
         field: getattr(args, field)
@@ -88,6 +97,25 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def projections(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from api.rebuild import rebuild
+
+    settings = _settings(args)
+    console = Console(stderr=True)
+    try:
+        done = asyncio.run(rebuild(settings, args.name, console))
+    except LookupError as error:
+        return _fail(str(error))
+    for name, result in done.items():
+        rate = result["events"] / result["seconds"] if result["seconds"] else 0.0
+        console.print(
+            f"{name}: {result['events']:,} events in {result['seconds']:.2f} s ({rate:,.0f}/s)"
+        )
+    return 0
+
+
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -96,10 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cairn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _projections_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "projections":
+            return projections(args)
     except ConfigError as error:
         return _fail(str(error))
     return _fail(f"unknown command {args.command}")

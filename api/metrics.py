@@ -53,6 +53,14 @@ class Metrics:
             "Receives waiting for a message to arrive",
             registry=r,
         )
+        self.subscribers = Gauge(
+            "cairn_feed_subscribers", "Server-Sent-Events feeds connected", registry=r
+        )
+        self.feed_overflows = Counter(
+            "cairn_feed_overflows",
+            "Times a feed fell too far behind the live tail and went back to the store",
+            registry=r,
+        )
         self.head = Gauge("cairn_log_head_position", "Last position in the log", registry=r)
         self.depth = Gauge(
             "cairn_queue_messages",

@@ -3,6 +3,7 @@ BaseHTTPMiddleware: it buffers, and it would break streaming responses)."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -19,6 +20,9 @@ class RequestLog:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Which process answered, for --workers N deployments (debugging, and tests that
+        # must know a command and a feed met different workers).
+        self.worker = str(os.getpid()).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,6 +39,7 @@ class RequestLog:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                headers.append((b"x-cairn-worker", self.worker))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -24,8 +24,11 @@ from broker.notify import QueueSignals, Watermark
 from broker.store.sqlite import SqliteEventStore
 from broker.store.tortoise import close_orm, open_orm
 from broker.writer import Commit, Writer, sweep_forever
+from projections import redis_streams
 from projections.models import APPS
+from projections.redis_streams import Redis, RedisStreamPublisher
 from projections.runner import ProjectionRunner
+from projections.tail import LogTail
 from projections.views.projector import ViewsProjector
 
 log = structlog.get_logger("cairn")
@@ -43,8 +46,33 @@ class Services:
     head: Watermark
     signals: QueueSignals
     metrics: Metrics
+    tail: LogTail
+    redis: Redis | None = None
+    publisher: RedisStreamPublisher | None = None
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def projections(self) -> dict[str, int]:
+        """Every projector and the position it has applied."""
+        positions = {name: w.value for name, w in self.runner.watermarks.items()}
+        if self.publisher is not None:
+            positions[self.publisher.name] = self.publisher.watermark.value
+        return positions
+
+    async def log_position(self, min_position: int | None) -> int:
+        """Like ``read_position``, for reads of the log itself: waits on the head."""
+        if (
+            min_position is not None
+            and self.head.value < min_position
+            and not await self.head.wait_for(min_position, self.settings.read_wait_s)
+        ):
+            raise ApiError(
+                503,
+                f"the log has not reached position {min_position}"
+                f" within {self.settings.read_wait_s:g} s (it is at {self.head.value})",
+                headers={"Retry-After": "1"},
+            )
+        return self.head.value
 
     async def execute(self, command: AnyCommand) -> Reply:
         try:
@@ -82,6 +110,13 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
     writer = Writer(store)
     runner = ProjectionRunner(store, [ViewsProjector()])
     await runner.start()
+    redis = redis_streams.connect(settings.redis_url) if settings.redis_url else None
+    publisher = (
+        redis_streams.RedisStreamPublisher(store, redis, head, maxlen=settings.redis_stream_maxlen)
+        if redis is not None
+        else None
+    )
+    tail = LogTail(store, head, redis_streams.RedisFollower(redis) if redis is not None else None)
 
     def on_commit(commit: Commit) -> None:
         head.advance(commit.head)
@@ -98,12 +133,18 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
         head=head,
         signals=signals,
         metrics=metrics,
+        tail=tail,
+        redis=redis,
+        publisher=publisher,
     )
     running.tasks = [
         asyncio.create_task(runner.run(head), name="cairn-projections"),
         asyncio.create_task(sweep_forever(writer, settings.sweep_interval_s), name="cairn-sweeper"),
         asyncio.create_task(_follow_head(store, head, signals), name="cairn-head"),
+        asyncio.create_task(tail.run(), name="cairn-tail"),
     ]
+    if publisher is not None:
+        running.tasks.append(asyncio.create_task(publisher.run(), name="cairn-redis-publisher"))
     _chain_exit_signals(running.shutdown)
     log.info(
         "broker_started",
@@ -122,6 +163,8 @@ async def stop(running: Services) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await running.writer.stop()
+    if running.redis is not None:
+        await running.redis.aclose()
     await running.store.close()
     await close_orm()
     log.info("broker_stopped", head=running.head.value)

@@ -43,6 +43,9 @@ class Settings(msgspec.Struct, kw_only=True):
     max_json_depth: int = 32
     sweep_interval_s: float = 0.5
     read_wait_s: float = 5.0
+    sse_heartbeat_s: float = 15.0
+    sse_retry_ms: int = 3000
+    sse_buffer_events: int = 10_000
 
     def validate(self) -> Settings:
         if not 0 < self.port < 65536:
@@ -54,6 +57,14 @@ class Settings(msgspec.Struct, kw_only=True):
                 f"--database-url {self.database_url!r} is not supported:"
                 " use sqlite://RELATIVE/PATH or sqlite:///ABSOLUTE/PATH"
             )
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError(f"--redis-url {self.redis_url!r} is not a redis:// URL")
+        if not 0 < self.sse_retry_ms <= 5000:
+            raise ConfigError("CAIRN_SSE_RETRY_MS must be in 1..5000")
+        if not 0 < self.sse_heartbeat_s <= 15:
+            raise ConfigError("CAIRN_SSE_HEARTBEAT_S must be in (0, 15]")
         if self.max_message_bytes > self.max_request_bytes:
             raise ConfigError("the message body limit cannot exceed the request body limit")
         return self

@@ -73,8 +73,10 @@ class EventStore(Protocol):
         *,
         queue: str | None = None,
         types: Sequence[str] | None = None,
+        until: int | None = None,
     ) -> list[StoredEvent]:
-        """Events with position > ``after``, in position order."""
+        """Events with ``after`` < position (<= ``until``), in position order, at most
+        ``limit``; ``queue`` and ``types`` (exact, or prefixes ending in ``*``) filter."""
         ...
 
     async def read_positions(self, positions: Sequence[int]) -> list[StoredEvent]:

@@ -12,7 +12,7 @@ from api.routes.queues import now_us
 from api.schemas import Health, ProjectionInfo, ProjectionsResponse
 from api.services import services
 from broker.errors import BrokerError
-from projections import queries
+from projections import queries, redis_streams
 
 endpoints = Endpoints("operations")
 
@@ -31,6 +31,8 @@ async def readyz(request: Request) -> Response:
         checks["store"] = "ok"
     except BrokerError as error:
         checks["store"] = f"unavailable: {error.detail}"
+    if s.redis is not None:
+        checks["redis"] = "ok" if await redis_streams.ping(s.redis) else "unavailable"
     ready = all(v == "ok" for v in checks.values()) and not s.shutdown.is_set()
     return json_response(Health("ok" if ready else "unavailable", checks), 200 if ready else 503)
 
@@ -39,8 +41,7 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     s = services(request)
     head = await s.store.head()
-    positions = {name: w.value for name, w in s.runner.watermarks.items()}
-    s.metrics.set_read_side(head, positions, await queries.queue_depths(now_us()))
+    s.metrics.set_read_side(head, s.projections(), await queries.queue_depths(now_us()))
     return Response(s.metrics.render(), media_type=metrics_module.CONTENT_TYPE)
 
 
@@ -59,7 +60,7 @@ async def projections(request: Request) -> Response:
     s = services(request)
     head = await s.store.head()
     infos = [
-        ProjectionInfo(name, w.value, max(0, head - w.value))
-        for name, w in s.runner.watermarks.items()
+        ProjectionInfo(name, position, max(0, head - position))
+        for name, position in s.projections().items()
     ]
     return json_response(ProjectionsResponse(infos, head))

@@ -59,9 +59,10 @@ class MemoryEventStore:
         *,
         queue: str | None = None,
         types: Sequence[str] | None = None,
+        until: int | None = None,
     ) -> list[StoredEvent]:
         found: list[StoredEvent] = []
-        for stored in self.events[after:]:
+        for stored in self.events[after:until]:
             if queue is not None and stored.queue != queue:
                 continue
             if types and not matches_types(stored.type, types):

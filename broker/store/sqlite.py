@@ -154,9 +154,13 @@ class SqliteEventStore:
         *,
         queue: str | None = None,
         types: Sequence[str] | None = None,
+        until: int | None = None,
     ) -> list[StoredEvent]:
         sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ?"
         params: list[Any] = [after]
+        if until is not None:
+            sql += " AND position <= ?"
+            params.append(until)
         if queue is not None:
             sql += " AND queue = ?"
             params.append(queue)

@@ -84,6 +84,8 @@ class EventStoreContract:
         await store.transact(_publish("b", 1))
         page = await store.read(1, 2)
         assert [e.position for e in page] == [2, 3]
+        assert [e.position for e in await store.read(1, 10, until=3)] == [2, 3]
+        assert await store.read(3, 10, until=3) == []
         assert [e.position for e in await store.read(0, 10, queue="b")] == [2, 5]
         published = await store.read(0, 10, types=["message.*"])
         assert [e.type for e in published] == ["message.published"] * 3
