@@ -1,0 +1,277 @@
+#!/usr/bin/env python
+"""Feed benchmark: K SSE subscribers on a real server while a producer publishes at a fixed
+rate; prints delivered events/s and publish -> received latency (p50/p99, counted from when
+the publish request was sent).
+
+Runs, in one go and on the same machine:
+  baseline  a bare Starlette + sse-starlette broadcaster (no log, no durability): the ceiling
+            of Python SSE fan-out here, for the same workload
+  embedded  cairn serve on SQLite, feeds fed by the in-process tail
+  redis     cairn serve with --redis-url (feeds also follow Redis Streams)
+
+Usage: scripts/bench_feed.py [--subscribers 10,100,500] [--rate 200] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+_ID = re.compile(rb"(?:^|\n)id: (\d+)\n")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Subscriber:
+    arrivals: dict[int, float] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def subscribe(port: int, path: str, sub: Subscriber, until: asyncio.Event) -> None:
+    """A deliberately thin SSE client (raw socket, regex over whole frames): the benchmark
+    should measure the server, not the client's parsing."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**22)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    await writer.drain()
+    buffer = b""
+    try:
+        while not until.is_set():
+            try:
+                chunk = await asyncio.wait_for(reader.read(2**20), 0.5)
+            except TimeoutError:
+                continue
+            if not chunk:
+                return
+            now = time.perf_counter()
+            buffer += chunk
+            if not sub.ready.is_set() and b"\r\n\r\n" in buffer:
+                sub.ready.set()
+            cut = buffer.rfind(b"\n\n")
+            if cut < 0:
+                continue
+            complete, buffer = buffer[: cut + 2], buffer[cut + 2 :]
+            for match in _ID.finditer(complete):
+                sub.arrivals.setdefault(int(match.group(1)), now)
+    finally:
+        writer.close()
+
+
+async def produce(
+    url: str,
+    publish_path: str,
+    body: dict[str, object],
+    rate: float,
+    seconds: float,
+    answered: dict[int, float],
+) -> None:
+    interval = 1.0 / rate
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        start = time.perf_counter()
+        n = 0
+        pending: set[asyncio.Task[None]] = set()
+
+        async def one() -> None:
+            # Latency is counted from when the publish was sent: an upper bound on the
+            # time from its answer, that a busy client cannot make look negative.
+            sent = time.perf_counter()
+            response = await client.post(publish_path, json=body)
+            answered[int(response.json()["position"])] = sent
+
+        while (now := time.perf_counter()) - start < seconds:
+            due = start + n * interval
+            if due > now:
+                await asyncio.sleep(due - now)
+            task = asyncio.create_task(one())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            n += 1
+        await asyncio.gather(*pending)
+
+
+async def run_case(
+    url: str,
+    port: int,
+    stream_path: str,
+    publish_path: str,
+    body: dict[str, object],
+    subscribers: int,
+    rate: float,
+    seconds: float,
+) -> dict[str, float]:
+    until = asyncio.Event()
+    subs = [Subscriber() for _ in range(subscribers)]
+    tasks = [asyncio.create_task(subscribe(port, stream_path, s, until)) for s in subs]
+    await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in subs)), 60)
+    answered: dict[int, float] = {}
+    started = time.perf_counter()
+    await produce(url, publish_path, body, rate, seconds, answered)
+    last = max(answered)
+    deadline = time.perf_counter() + 30
+    while time.perf_counter() < deadline and not all(last in s.arrivals for s in subs):
+        await asyncio.sleep(0.05)
+    elapsed = max(max(s.arrivals.values(), default=started) for s in subs) - started
+    until.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    latencies = [
+        arrived - answered[p] for s in subs for p, arrived in s.arrivals.items() if p in answered
+    ]
+    delivered = sum(1 for s in subs for p in s.arrivals if p in answered)
+    expected = len(answered) * subscribers
+    latencies.sort()
+    return {
+        "published": len(answered),
+        "delivered": delivered,
+        "complete": delivered / expected if expected else 0.0,
+        "per_s": delivered / elapsed if elapsed > 0 else 0.0,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
+    }
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit("server did not start")
+
+
+def start_cairn(directory: Path, redis_url: str | None) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    args = [
+        PYTHON,
+        "-m",
+        "api.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--database-url",
+        f"sqlite:///{directory / 'bench.db'}",
+        "--log-level",
+        "warning",
+    ]
+    if redis_url:
+        args += ["--redis-url", redis_url]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_ready(f"http://127.0.0.1:{port}", process)
+    httpx.post(f"http://127.0.0.1:{port}/v1/queues", json={"name": "bench"}).raise_for_status()
+    return process, port
+
+
+def start_baseline() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "scripts.baseline_sse:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(f"http://127.0.0.1:{port}", process)
+    return process, port
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--subscribers", default="10,100,500")
+    parser.add_argument("--rate", type=float, default=200.0, help="publishes per second")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    args = parser.parse_args()
+    counts = [int(k) for k in args.subscribers.split(",")]
+    body = {"body": {"order": 12345, "items": ["a", "b", "c"], "note": "x" * 100}}
+    print(
+        f"{'setup':<10}{'K':>5}{'published':>11}{'delivered/s':>13}{'complete':>10}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'vs baseline':>13}"
+    )
+    for k in counts:
+        baseline_rate = None
+        for setup in ("baseline", "embedded", "redis"):
+            with tempfile.TemporaryDirectory() as directory:
+                if setup == "baseline":
+                    process, port = start_baseline()
+                    stream, publish = "/stream", "/publish"
+                else:
+                    redis_url = args.redis_url if setup == "redis" else None
+                    if redis_url:
+                        import redis
+
+                        redis.Redis.from_url(redis_url).flushdb()
+                    process, port = start_cairn(Path(directory), redis_url)
+                    stream, publish = "/v1/queues/bench/events/stream", "/v1/queues/bench/messages"
+                try:
+                    result = asyncio.run(
+                        run_case(
+                            f"http://127.0.0.1:{port}",
+                            port,
+                            stream,
+                            publish,
+                            body,
+                            k,
+                            args.rate,
+                            args.seconds,
+                        )
+                    )
+                finally:
+                    stop(process)
+            if setup == "baseline":
+                baseline_rate = result["per_s"]
+            ratio = result["per_s"] / baseline_rate if baseline_rate else float("nan")
+            print(
+                f"{setup:<10}{k:>5}{result['published']:>11.0f}{result['per_s']:>13,.0f}"
+                f"{result['complete']:>10.1%}{result['p50_ms']:>9.1f}{result['p99_ms']:>9.1f}"
+                f"{ratio:>12.2f}x",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
