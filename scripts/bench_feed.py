@@ -44,6 +44,13 @@ def free_port() -> int:
 class Subscriber:
     arrivals: dict[int, float] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    last: int | None = None
+    """The last position published, once the producer is done."""
+
+    def check(self) -> None:
+        if self.last is not None and self.last in self.arrivals:
+            self.done.set()
 
 
 async def subscribe(port: int, path: str, sub: Subscriber, until: asyncio.Event) -> None:
@@ -73,6 +80,7 @@ async def subscribe(port: int, path: str, sub: Subscriber, until: asyncio.Event)
             complete, buffer = buffer[: cut + 2], buffer[cut + 2 :]
             for match in _ID.finditer(complete):
                 sub.arrivals.setdefault(int(match.group(1)), now)
+            sub.check()
     finally:
         writer.close()
 
@@ -126,10 +134,10 @@ async def run_case(
     answered: dict[int, float] = {}
     started = time.perf_counter()
     await produce(url, publish_path, body, rate, seconds, answered)
-    last = max(answered)
-    deadline = time.perf_counter() + 30
-    while time.perf_counter() < deadline and not all(last in s.arrivals for s in subs):
-        await asyncio.sleep(0.05)
+    for sub in subs:
+        sub.last = max(answered)
+        sub.check()
+    await asyncio.wait([asyncio.create_task(s.done.wait()) for s in subs], timeout=30)
     elapsed = max(max(s.arrivals.values(), default=started) for s in subs) - started
     until.set()
     await asyncio.gather(*tasks, return_exceptions=True)
