@@ -15,13 +15,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import logs, openapi, services
-from api.endpoints import Endpoint
+from api.endpoints import Endpoint, routes
+from api.guard import Guard, RateLimiter
 from api.metrics import Metrics
 from api.middleware import RequestLog
 from api.problems import ApiError, from_broker
 from api.routes import events, messages, ops, queues
 from api.settings import Settings, from_env
 from broker.errors import BrokerError
+from projections import redis_streams
 
 log = structlog.get_logger("cairn")
 
@@ -58,10 +60,21 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     metrics = Metrics()
+    # One Redis client for the streams and the shared rate-limit windows; it connects lazily.
+    redis = redis_streams.connect(settings.redis_url) if settings.redis_url else None
+    limiter = (
+        RateLimiter(
+            settings.rate_limit,
+            redis_url=settings.redis_url,
+            redis_pool=redis.connection_pool if redis is not None else None,
+        )
+        if settings.rate_limit
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.services = await services.start(settings, metrics)
+        app.state.services = await services.start(settings, metrics, redis)
         try:
             yield
         finally:
@@ -74,12 +87,20 @@ def create_app(settings: Settings) -> Starlette:
         Exception: _unexpected,
     }
     app = Starlette(
-        routes=[endpoint.route() for endpoint in ENDPOINTS],
-        middleware=[Middleware(RequestLog, metrics=metrics)],
+        routes=routes(ENDPOINTS),
+        middleware=[
+            Middleware(RequestLog, metrics=metrics),
+            Middleware(Guard, authenticator=settings.authenticator(), limiter=limiter),
+        ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
-    app.state.openapi = openapi.build(ENDPOINTS, title="Cairn", version=version("cairn"))
+    app.state.openapi = openapi.build(
+        ENDPOINTS,
+        title="Cairn",
+        version=version("cairn"),
+        auth=settings.jwt_secret is not None or settings.jwt_public_key is not None,
+    )
     return app
 
 

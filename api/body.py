@@ -3,6 +3,7 @@ Content-Length), the media type, and decoding into typed Structs with precise fi
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
@@ -49,22 +50,61 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def decode(
-    body: bytes, type_: type[T], *, field_prefix: str = "body.", empty_ok: bool = False
+    body: bytes,
+    type_: type[T],
+    *,
+    field_prefix: str = "body.",
+    empty_ok: bool = False,
+    max_depth: int | None = None,
 ) -> T:
     """Decode a JSON body into ``type_``: 400 if it is not JSON or not an object at all, 422
-    naming the field if a value is wrong."""
+    naming the field if a value is wrong, 422 if it nests deeper than ``max_depth``."""
     if not body.strip():
         if not empty_ok:
             raise ApiError(400, "a JSON request body is required")
         body = b"{}"
     try:
-        return msgspec.json.decode(body, type=type_)
+        decoded = _decode_numbers_as_json_does(body, type_)
     except msgspec.ValidationError as error:
         raise validation_error(str(error), field_prefix) from None
     except msgspec.DecodeError as error:
         raise ApiError(400, f"the request body is not valid JSON: {error}") from None
     except RecursionError:
-        raise ApiError(422, "the request body is nested too deeply") from None
+        raise _too_deep(max_depth) from None
+    # Checked on JSON already known to be valid: every quote then closes a string, which
+    # keeps the scan linear (on arbitrary bytes a string-skipping scan can go quadratic).
+    if max_depth is not None and json_depth(body) > max_depth:
+        raise _too_deep(max_depth)
+    return decoded
+
+
+def _decode_numbers_as_json_does(body: bytes, type_: type[T]) -> T:
+    """Strict decoding, except that ``46.0`` is the integer 46, as JSON Schema has it.
+
+    msgspec's strict mode refuses an integral float for an ``int``; its lax mode also takes
+    ``"46"``. So: strict first, lax only when an integral float is what strict refused."""
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as error:
+        if "Expected `int" not in str(error) or "got `float`" not in str(error):
+            raise
+        return msgspec.json.decode(body, type=type_, strict=False)
+
+
+def _too_deep(max_depth: int | None) -> ApiError:
+    limit = f" (at most {max_depth} levels)" if max_depth is not None else ""
+    return ApiError(422, f"the request body is nested too deeply{limit}")
+
+
+_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(document: bytes) -> int:
+    """How deeply arrays and objects nest in a valid JSON document."""
+    brackets = _STRING.sub(b"", document).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(_STEP[b] for b in brackets), default=0)
 
 
 def convert(values: Mapping[str, Any], type_: type[T], *, field_prefix: str) -> T:

@@ -53,6 +53,16 @@ def _projections_parser(sub: Any) -> None:
     rebuild.add_argument("--redis-url", help="as for serve (needed to rebuild 'redis')")
 
 
+def _token_parser(sub: Any) -> None:
+    p = sub.add_parser("token", help="mint a token signed with the configured secret (dev/tests)")
+    p.add_argument("--sub", required=True, help="the subject (who the token is for)")
+    p.add_argument("--scope", required=True, help='e.g. "publish:orders.* consume:orders.*"')
+    p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    p.add_argument("--jwt-secret", help="as for serve (or CAIRN_JWT_SECRET)")
+    p.add_argument("--jwt-audience", help="aud claim (or CAIRN_JWT_AUDIENCE)")
+    p.add_argument("--jwt-issuer", help="iss claim (or CAIRN_JWT_ISSUER)")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
         field: getattr(args, field)
@@ -97,6 +107,27 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def token(args: argparse.Namespace) -> int:
+    from api.auth import mint
+
+    settings = _settings(args)
+    if settings.jwt_secret is None:
+        return _fail("cairn token needs --jwt-secret (or CAIRN_JWT_SECRET) to sign with")
+    if args.ttl <= 0:
+        return _fail("--ttl must be a positive number of seconds")
+    print(
+        mint(
+            settings.jwt_secret,
+            args.sub,
+            args.scope,
+            args.ttl,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+    )
+    return 0
+
+
 def projections(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -125,12 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _projections_parser(sub)
+    _token_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
             return serve(args)
         if args.command == "projections":
             return projections(args)
+        if args.command == "token":
+            return token(args)
     except ConfigError as error:
         return _fail(str(error))
     return _fail(f"unknown command {args.command}")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from api.auth import Action, Principal
+from api.problems import ApiError
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -29,9 +32,61 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     stream: bool = False
     """A Server-Sent-Events response (``text/event-stream``)."""
+    body_optional: bool = False
+    """An empty body means all defaults."""
+    permission: Action | None = None
+    """What the caller's token must allow, on the ``{name}`` queue when the path has one.
+    None: not behind the gate (operational endpoints)."""
 
-    def route(self) -> Route:
-        return Route(self.path, self.handler, methods=[self.method], name=self.handler.__name__)
+    def guarded(self) -> Handler:
+        """The handler, behind the scope check this endpoint asks for."""
+        handler = self.handler
+        permission = self.permission
+        if permission is None:
+            return handler
+
+        async def guarded(request: Request) -> Response:
+            if not principal(request).may(permission, request.path_params.get("name")):
+                raise ApiError(
+                    403,
+                    "the token's scope does not allow this",
+                    headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+                    slug="insufficient-scope",
+                )
+            return await handler(request)
+
+        return guarded
+
+
+def routes(endpoints: list[Endpoint]) -> list[Route]:
+    """One Starlette route per path, dispatching on the method, so that a 405 answer's
+    ``Allow`` names every method the path has."""
+    by_path: dict[str, dict[str, Handler]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint.guarded()
+    built = []
+    for path, handlers in by_path.items():
+        if len(handlers) == 1:
+            [(method, handler)] = handlers.items()
+            built.append(Route(path, handler, methods=[method]))
+            continue
+
+        async def dispatch(request: Request, handlers: dict[str, Handler] = handlers) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await handlers[method](request)
+
+        built.append(Route(path, dispatch, methods=list(handlers)))
+    return built
+
+
+def principal(request: Request) -> Principal:
+    """Who is calling (set by ``api.guard.Guard``; anonymous when authentication is off)."""
+    found: Principal = request.scope.get("state", {}).get("principal", _NOBODY)
+    return found
+
+
+_NOBODY: Final = Principal(subject="nobody")
+"""Who a request is if it somehow bypassed the gate: allowed nothing."""
 
 
 class Endpoints:
@@ -52,6 +107,8 @@ class Endpoints:
         responses: Mapping[int, Any] | None = None,
         errors: tuple[int, ...] = (),
         stream: bool = False,
+        body_optional: bool = False,
+        permission: Action | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.items.append(
@@ -66,6 +123,8 @@ class Endpoints:
                     responses=responses or {},
                     errors=errors,
                     stream=stream,
+                    body_optional=body_optional,
+                    permission=permission,
                 )
             )
             return handler

@@ -27,7 +27,8 @@ _ERROR_TEXT: Final = {
 }
 
 
-def build(endpoints: Sequence[Endpoint], *, title: str, version: str) -> dict[str, Any]:
+def build(endpoints: Sequence[Endpoint], *, title: str, version: str, auth: bool) -> dict[str, Any]:
+    """The document; ``auth`` says whether this server asks for bearer tokens."""
     types: list[Any] = [Problem]
     for endpoint in endpoints:
         types += [t for t in (endpoint.body, endpoint.query) if t is not None]
@@ -45,24 +46,25 @@ def build(endpoints: Sequence[Endpoint], *, title: str, version: str) -> dict[st
             "parameters": _parameters(endpoint, components),
             "responses": _responses(endpoint, by_type),
         }
+        if auth and endpoint.permission is not None:
+            operation["security"] = [{"bearer": []}]
         if endpoint.body is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": not endpoint.body_optional,
                 "content": {"application/json": {"schema": by_type[endpoint.body]}},
             }
         paths.setdefault(path, {})[endpoint.method.lower()] = operation
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {
-            "schemas": components,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            },
-        },
-        "security": [{"bearer": []}],
+        "components": {"schemas": components},
     }
+    if auth:
+        document["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        }
+    return document
 
 
 def _parameters(endpoint: Endpoint, components: dict[str, Any]) -> list[dict[str, Any]]:
@@ -89,7 +91,9 @@ def _responses(endpoint: Endpoint, by_type: dict[Any, Any]) -> dict[str, Any]:
         elif type_ is not None:
             entry["content"] = {"application/json": {"schema": by_type[type_]}}
         responses[str(status)] = entry
-    for status in sorted({*endpoint.errors, 400, 401, 403, 429, 503}):
+    gated = endpoint.permission is not None
+    common = {400, 429, 503} | ({401, 403} if gated else set())
+    for status in sorted({*endpoint.errors, *common}):
         responses[str(status)] = {
             "description": _ERROR_TEXT.get(status, "Error"),
             "content": {PROBLEM_JSON: {"schema": by_type[Problem]}},

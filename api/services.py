@@ -9,11 +9,12 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import structlog
 from starlette.requests import Request
 
+from api.body import decode, read_body
 from api.metrics import Metrics
 from api.problems import ApiError, from_broker
 from api.settings import Settings
@@ -32,6 +33,7 @@ from projections.tail import LogTail
 from projections.views.projector import ViewsProjector
 
 log = structlog.get_logger("cairn")
+T = TypeVar("T")
 
 VIEWS: Final = "views"
 _HEAD_POLL_S: Final = 0.25
@@ -74,6 +76,24 @@ class Services:
             )
         return self.head.value
 
+    async def request_body(
+        self,
+        request: Request,
+        type_: type[T],
+        *,
+        field_prefix: str = "body.",
+        empty_ok: bool = False,
+    ) -> T:
+        """Read the body under the size limit and decode it under the depth limit."""
+        raw = await read_body(request, self.settings.max_request_bytes)
+        return decode(
+            raw,
+            type_,
+            field_prefix=field_prefix,
+            empty_ok=empty_ok,
+            max_depth=self.settings.max_json_depth,
+        )
+
     async def execute(self, command: AnyCommand) -> Reply:
         try:
             return await self.writer.execute(command)
@@ -101,7 +121,7 @@ def services(request: Request) -> Services:
     return found
 
 
-async def start(settings: Settings, metrics: Metrics) -> Services:
+async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Services:
     await open_orm(settings.database_url, APPS)
     store = SqliteEventStore(settings.sqlite_file, durability=settings.durability)
     await store.open()
@@ -110,7 +130,6 @@ async def start(settings: Settings, metrics: Metrics) -> Services:
     writer = Writer(store)
     runner = ProjectionRunner(store, [ViewsProjector()])
     await runner.start()
-    redis = redis_streams.connect(settings.redis_url) if settings.redis_url else None
     publisher = (
         redis_streams.RedisStreamPublisher(store, redis, head, maxlen=settings.redis_stream_maxlen)
         if redis is not None

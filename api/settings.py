@@ -4,11 +4,14 @@ started in other processes read exactly what the parent validated."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any, Final, Literal
 
+import limits
 import msgspec
 
+from api.auth import Authenticator, KeyConfigError
 from broker.store.tortoise import sqlite_path
 
 ENV_PREFIX: Final = "CAIRN_"
@@ -40,7 +43,7 @@ class Settings(msgspec.Struct, kw_only=True):
     durability: Literal["full", "normal"] = "full"
     max_request_bytes: int = 1024 * 1024
     max_message_bytes: int = 256 * 1024
-    max_json_depth: int = 32
+    max_json_depth: int = 64
     sweep_interval_s: float = 0.5
     read_wait_s: float = 5.0
     sse_heartbeat_s: float = 15.0
@@ -48,6 +51,18 @@ class Settings(msgspec.Struct, kw_only=True):
     sse_buffer_events: int = 10_000
 
     def validate(self) -> Settings:
+        if self.authenticator() is None and not self.insecure_no_auth and not _loopback(self.host):
+            raise ConfigError(
+                f"refusing to listen on {self.host} without authentication: set --jwt-secret"
+                " (or --jwt-public-key), or pass --insecure-no-auth to accept the risk"
+            )
+        if self.rate_limit is not None:
+            try:
+                limits.parse(self.rate_limit)
+            except ValueError:
+                raise ConfigError(
+                    f"--rate-limit {self.rate_limit!r} is not a rate such as 100/second"
+                ) from None
         if not 0 < self.port < 65536:
             raise ConfigError(f"--port {self.port} is not a TCP port (1..65535)")
         if self.workers < 1:
@@ -68,6 +83,20 @@ class Settings(msgspec.Struct, kw_only=True):
         if self.max_message_bytes > self.max_request_bytes:
             raise ConfigError("the message body limit cannot exceed the request body limit")
         return self
+
+    def authenticator(self) -> Authenticator | None:
+        """The token checker these settings ask for; None when authentication is off."""
+        if self.jwt_secret is None and self.jwt_public_key is None:
+            return None
+        try:
+            return Authenticator(
+                secret=self.jwt_secret,
+                public_key_file=self.jwt_public_key,
+                audience=self.jwt_audience,
+                issuer=self.jwt_issuer,
+            )
+        except KeyConfigError as error:
+            raise ConfigError(str(error)) from None
 
     @property
     def sqlite_file(self) -> str:
@@ -107,6 +136,15 @@ def to_env(settings: Settings) -> dict[str, str]:
             continue
         env[env_name(field)] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
 
 
 def _explain(message: str) -> str:

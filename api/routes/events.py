@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Final
 
@@ -19,8 +20,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.auth import Principal
 from api.body import convert
-from api.endpoints import Endpoints
+from api.endpoints import Endpoints, principal
 from api.problems import ApiError, FieldError
 from api.responses import json_response
 from api.routes.queues import now_us, queue_name
@@ -38,11 +40,20 @@ _PAGE: Final = 1000
 Position = Annotated[int, Meta(ge=0)]
 
 
+TypesFilter = Annotated[
+    str,
+    Meta(
+        pattern=r"^ *[a-z_]+(\.[a-z_]+)*(\.\*|\*)? *(, *[a-z_]+(\.[a-z_]+)*(\.\*|\*)? *)*$",
+        description="Comma-separated event types; one ending in * is a prefix (message.*).",
+    ),
+]
+
+
 class EventsQuery(msgspec.Struct, kw_only=True):
     after: Position = 0
     limit: Annotated[int, Meta(ge=1, le=_PAGE)] = 500
     queue: QueueName | None = None
-    types: str | None = None
+    types: TypesFilter | None = None
     """Comma-separated event types; a type ending in ``*`` is a prefix (``message.*``)."""
     min_position: MinPosition | None = None
 
@@ -51,7 +62,7 @@ class StreamQuery(msgspec.Struct, kw_only=True):
     after: Position | None = None
     last_event_id: Position | None = None
     queue: QueueName | None = None
-    types: str | None = None
+    types: TypesFilter | None = None
     access_token: str | None = None
 
 
@@ -81,18 +92,42 @@ def _types(raw: str | None) -> list[str] | None:
     query=EventsQuery,
     responses={200: EventsPage},
     errors=(422,),
+    permission="log",
 )
 async def list_events(request: Request) -> Response:
     s = services(request)
     query = convert(request.query_params, EventsQuery, field_prefix="query.")
     types = _types(query.types)
+    caller = principal(request)
+    if query.queue is not None and not caller.can_read(query.queue):
+        raise _forbidden()
     at = await s.log_position(query.min_position)
-    found = await s.store.read(query.after, query.limit, queue=query.queue, types=types)
-    page = EventsPage(
-        [msgspec.Raw(stored.json()) for stored in found],
-        found[-1].position if found else query.after,
-    )
+    if caller.reads_everything or query.queue is not None:
+        found = await s.store.read(query.after, query.limit, queue=query.queue, types=types)
+        scanned = found[-1].position if found else query.after
+    else:  # only the queues this caller may read; page on by what was scanned
+        found, scanned = [], query.after
+        while len(found) < query.limit:
+            batch = await s.store.read(scanned, _PAGE, types=types, until=at)
+            if not batch:
+                break
+            for stored in batch:
+                scanned = stored.position
+                if caller.can_read(stored.queue):
+                    found.append(stored)
+                    if len(found) == query.limit:
+                        break
+    page = EventsPage([msgspec.Raw(stored.json()) for stored in found], scanned)
     return json_response(page, position=max(at, page.next_after))
+
+
+def _forbidden() -> ApiError:
+    return ApiError(
+        403,
+        "the token's scope does not allow this",
+        headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+        slug="insufficient-scope",
+    )
 
 
 def _start(request: Request, query: StreamQuery) -> int | None:
@@ -119,6 +154,7 @@ def _start(request: Request, query: StreamQuery) -> int | None:
     responses={200: None},
     errors=(422,),
     stream=True,
+    permission="log",
 )
 async def event_stream(request: Request) -> Response:
     query = convert(request.query_params, StreamQuery, field_prefix="query.")
@@ -133,6 +169,7 @@ async def event_stream(request: Request) -> Response:
     responses={200: None},
     errors=(404, 422),
     stream=True,
+    permission="log",
 )
 async def queue_event_stream(request: Request) -> Response:
     name = queue_name(request)
@@ -145,11 +182,14 @@ async def queue_event_stream(request: Request) -> Response:
 async def _feed(request: Request, query: StreamQuery, queue: str | None) -> Response:
     s = services(request)
     types = _types(query.types)
+    caller = principal(request)
+    if queue is not None and not caller.can_read(queue):
+        raise _forbidden()
     start = _start(request, query)
     if start is None:
         start = await s.store.head()  # no position given: only what happens from now on
     return EventSourceResponse(
-        _frames(s, start, queue, types),
+        _frames(s, start, queue, types, caller),
         ping=s.settings.sse_heartbeat_s,
         ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
         send_timeout=30,
@@ -157,25 +197,33 @@ async def _feed(request: Request, query: StreamQuery, queue: str | None) -> Resp
 
 
 async def _frames(
-    s: Services, last: int, queue: str | None, types: list[str] | None
+    s: Services, last: int, queue: str | None, types: list[str] | None, caller: Principal
 ) -> AsyncIterator[bytes]:
-    accept: Callable[[str, str], bool] = matches(queue, types)
+    wanted: Callable[[str, str], bool] = matches(queue, types)
+
+    def accept(event_queue: str, event_type: str) -> bool:
+        return wanted(event_queue, event_type) and caller.can_read(event_queue)
+
+    def expired() -> bool:  # a token that expires during a stream ends the stream
+        return caller.expires_at is not None and time.time() >= caller.expires_at
+
     capacity = s.settings.sse_buffer_events
     subscription = s.tail.subscribe(capacity)
     s.metrics.subscribers.inc()
     try:
         yield b": cairn event feed\nretry: %d\n\n" % s.settings.sse_retry_ms
-        while not s.shutdown.is_set():
+        while not s.shutdown.is_set() and not expired():
             # Replay from the store up to where the live subscription starts.
             until = subscription.start
             while last < until:
                 batch = await s.store.read(last, _PAGE, queue=queue, types=types, until=until)
-                if batch:
-                    yield b"".join(frame_of(stored).sse for stored in batch)
+                chunk = [frame_of(e).sse for e in batch if caller.can_read(e.queue)]
+                if chunk:
+                    yield b"".join(chunk)
                 last = batch[-1].position if len(batch) == _PAGE else until
             # Then follow the live tail.
             try:
-                while not s.shutdown.is_set():
+                while not s.shutdown.is_set() and not expired():
                     frames = await subscription.take(1.0)
                     if not frames:
                         continue

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.body import convert, decode, read_body
+from api.body import convert
 from api.endpoints import Endpoints
 from api.problems import ApiError, FieldError
 from api.responses import json_response, no_content
@@ -81,11 +81,12 @@ def _new_message(s: Services, req: PublishRequest, field: str) -> NewMessage:
     body=PublishRequest,
     responses={201: PublishResponse, 200: PublishResponse},
     errors=(404, 413, 415, 422),
+    permission="publish",
 )
 async def publish(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    req = decode(await read_body(request, s.settings.max_request_bytes), PublishRequest)
+    req = await s.request_body(request, PublishRequest)
     reply = await s.execute(
         PublishMessages(queue=name, messages=(_new_message(s, req, "body.body"),))
     )
@@ -104,12 +105,12 @@ async def publish(request: Request) -> Response:
     body=BatchPublishRequest,
     responses={201: BatchPublishResponse},
     errors=(404, 413, 415, 422),
+    permission="publish",
 )
 async def publish_batch(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    body = await read_body(request, s.settings.max_request_bytes)
-    req = decode(body, BatchPublishRequest, field_prefix="")
+    req = await s.request_body(request, BatchPublishRequest, field_prefix="")
     messages = tuple(
         _new_message(s, entry, f"messages[{i}].body") for i, entry in enumerate(req.messages)
     )
@@ -128,14 +129,15 @@ async def publish_batch(request: Request) -> Response:
     "/v1/queues/{name}/receive",
     "Receive (lease) messages, long-polling up to wait_s",
     body=ReceiveRequest,
+    body_optional=True,
     responses={200: ReceiveResponse},
     errors=(404, 413, 415, 422),
+    permission="consume",
 )
 async def receive(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    body = await read_body(request, s.settings.max_request_bytes)
-    req = decode(body, ReceiveRequest, empty_ok=True)
+    req = await s.request_body(request, ReceiveRequest, empty_ok=True)
     command = ReceiveMessages(
         queue=name, max_messages=req.max_messages, visibility_timeout_s=req.visibility_timeout_s
     )
@@ -177,12 +179,13 @@ async def _first_of(a: asyncio.Event, b: asyncio.Event, wait_s: float) -> None:
     body=AckRequest,
     responses={204: None},
     errors=(404, 409, 413, 415, 422),
+    permission="consume",
 )
 async def ack(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
     message_id = _message_id(request)
-    req = decode(await read_body(request, s.settings.max_request_bytes), AckRequest)
+    req = await s.request_body(request, AckRequest)
     reply = await s.execute(
         AckMessages(queue=name, entries=(AckEntry(message_id=message_id, receipt=req.receipt),))
     )
@@ -207,12 +210,12 @@ async def ack(request: Request) -> Response:
     body=BatchAckRequest,
     responses={200: BatchAckResponse},
     errors=(404, 413, 415, 422),
+    permission="consume",
 )
 async def ack_batch(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    body = await read_body(request, s.settings.max_request_bytes)
-    req = decode(body, BatchAckRequest, field_prefix="")
+    req = await s.request_body(request, BatchAckRequest, field_prefix="")
     entries = tuple(AckEntry(message_id=a.id, receipt=a.receipt) for a in req.acks)
     reply = await s.execute(AckMessages(queue=name, entries=entries))
     assert isinstance(reply, AckReply)
@@ -228,11 +231,12 @@ async def ack_batch(request: Request) -> Response:
     body=NackRequest,
     responses={204: None},
     errors=(404, 409, 413, 415, 422),
+    permission="consume",
 )
 async def nack(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    req = decode(await read_body(request, s.settings.max_request_bytes), NackRequest)
+    req = await s.request_body(request, NackRequest)
     reply = await s.execute(
         NackMessage(
             queue=name,
@@ -253,11 +257,12 @@ async def nack(request: Request) -> Response:
     body=ExtendRequest,
     responses={200: ExtendResponse},
     errors=(404, 409, 413, 415, 422),
+    permission="consume",
 )
 async def extend(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    req = decode(await read_body(request, s.settings.max_request_bytes), ExtendRequest)
+    req = await s.request_body(request, ExtendRequest)
     reply = await s.execute(
         ExtendLease(
             queue=name,
@@ -277,6 +282,7 @@ async def extend(request: Request) -> Response:
     query=ReadQuery,
     responses={200: MessageResource},
     errors=(404, 422),
+    permission="read",
 )
 async def get_message(request: Request) -> Response:
     s = services(request)
@@ -299,6 +305,7 @@ async def get_message(request: Request) -> Response:
     query=MessageListQuery,
     responses={200: MessagePage},
     errors=(404, 422),
+    permission="read",
 )
 async def list_messages(request: Request) -> Response:
     s = services(request)
@@ -318,7 +325,7 @@ async def list_messages(request: Request) -> Response:
         raise ApiError(404, f"queue {name!r} does not exist") from None
     except queries.CursorUnknown:
         raise ApiError(
-            422,
+            404,
             "the cursor names no message of this queue",
             errors=[FieldError("query.after", "unknown message id")],
         ) from None

@@ -55,6 +55,7 @@ async def openapi(request: Request) -> Response:
     "/v1/projections",
     "Where each projection stands against the log head",
     responses={200: ProjectionsResponse},
+    permission="any",
 )
 async def projections(request: Request) -> Response:
     s = services(request)

@@ -10,8 +10,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.body import convert, decode, read_body
-from api.endpoints import Endpoints
+from api.body import convert, read_body
+from api.endpoints import Endpoints, principal
 from api.problems import ApiError
 from api.responses import json_response, no_content
 from api.schemas import (
@@ -106,10 +106,11 @@ async def _queue_after(
     body=CreateQueueRequest,
     responses={201: QueueResource},
     errors=(409, 413, 415, 422),
+    permission="manage",
 )
 async def create_queue(request: Request) -> Response:
     s = services(request)
-    req = decode(await read_body(request, s.settings.max_request_bytes), CreateQueueRequest)
+    req = await s.request_body(request, CreateQueueRequest)
     settings = QueueSettings(**{f: getattr(req, f) for f in QueueSettings.__struct_fields__})
     reply = await s.execute(CreateQueue(queue=req.name, settings=settings))
     assert isinstance(reply, QueueReply)
@@ -123,11 +124,14 @@ async def create_queue(request: Request) -> Response:
     query=ReadQuery,
     responses={200: QueueList},
     errors=(422,),
+    permission="read",
 )
 async def list_queues(request: Request) -> Response:
     s = services(request)
     at = await s.read_position(read_query(request).min_position)
-    return json_response(QueueList(await queries.list_queues(now_us())), position=at)
+    caller = principal(request)
+    queues = [q for q in await queries.list_queues(now_us()) if caller.can_read(q.name)]
+    return json_response(QueueList(queues), position=at)
 
 
 @endpoints.add(
@@ -137,6 +141,7 @@ async def list_queues(request: Request) -> Response:
     query=ReadQuery,
     responses={200: QueueResource},
     errors=(404, 422),
+    permission="read",
 )
 async def get_queue(request: Request) -> Response:
     s = services(request)
@@ -155,11 +160,12 @@ async def get_queue(request: Request) -> Response:
     body=UpdateQueueRequest,
     responses={200: QueueResource},
     errors=(404, 413, 415, 422),
+    permission="manage",
 )
 async def update_queue(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    req = decode(await read_body(request, s.settings.max_request_bytes), UpdateQueueRequest)
+    req = await s.request_body(request, UpdateQueueRequest)
     changes = {
         f: getattr(req, f) for f in req.__struct_fields__ if getattr(req, f) is not msgspec.UNSET
     }
@@ -169,7 +175,12 @@ async def update_queue(request: Request) -> Response:
 
 
 @endpoints.add(
-    "DELETE", "/v1/queues/{name}", "Soft-delete a queue", responses={204: None}, errors=(404,)
+    "DELETE",
+    "/v1/queues/{name}",
+    "Soft-delete a queue",
+    responses={204: None},
+    errors=(404,),
+    permission="manage",
 )
 async def delete_queue(request: Request) -> Response:
     s = services(request)
@@ -185,6 +196,7 @@ async def delete_queue(request: Request) -> Response:
     "Remove every available, delayed and in-flight message",
     responses={200: PurgeResponse},
     errors=(404, 415),
+    permission="manage",
 )
 async def purge_queue(request: Request) -> Response:
     s = services(request)
@@ -201,14 +213,15 @@ async def purge_queue(request: Request) -> Response:
     "/v1/queues/{name}/redrive",
     "Move available messages to another queue",
     body=RedriveRequest,
+    body_optional=True,
     responses={200: RedriveResponse},
     errors=(404, 413, 415, 422),
+    permission="manage",
 )
 async def redrive(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    body = await read_body(request, s.settings.max_request_bytes)
-    req = decode(body, RedriveRequest, empty_ok=True)
+    req = await s.request_body(request, RedriveRequest, empty_ok=True)
     reply = await s.execute(RedriveMessages(queue=name, to=req.to, max=req.max))
     assert isinstance(reply, RedriveReply)
     return json_response(RedriveResponse(reply.moved, reply.position))

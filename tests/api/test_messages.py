@@ -324,7 +324,7 @@ def test_message_detail_and_list_by_status_with_a_cursor(http: httpx.Client, que
     everything = http.get(f"/v1/queues/{queue}/messages").json()["messages"]
     assert [m["status"] for m in everything] == ["in_flight"] + ["available"] * 4
     problem(http.get(f"/v1/queues/{queue}/messages/{uuid.uuid4()}"), 404)
-    problem(http.get(f"/v1/queues/{queue}/messages", params={"after": "nope"}), 422)
+    problem(http.get(f"/v1/queues/{queue}/messages", params={"after": "nope"}), 404)
     problem(http.get(f"/v1/queues/{queue}/messages", params={"limit": 0}), 422)
 
 

@@ -1,0 +1,133 @@
+"""The gate every ``/v1`` request passes: who is calling (bearer token, or anonymous when
+authentication is off), and whether they are over their rate limit. Operational endpoints
+(health, readiness, metrics, the OpenAPI document) pass freely.
+
+Rate limits use the ``limits`` library's moving window, keyed by the token's subject (or the
+client's address without authentication, and for every request whose token was refused, so
+guessing tokens is throttled too). With ``--redis-url`` the windows live in Redis and every
+worker and node draws on one budget. Answers carry the IETF ``RateLimit-*`` fields; a refusal
+is a 429 problem with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+import structlog
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import ANONYMOUS, Authenticator, AuthError, Principal
+from api.problems import ApiError
+
+log = structlog.get_logger("cairn.guard")
+
+_BROWSER_TOKEN_PATHS: Final = ("/events/stream",)
+
+
+class RateLimiter:
+    def __init__(self, rate: str, *, redis_pool: Any = None, redis_url: str | None = None) -> None:
+        self.item: RateLimitItem = parse(rate)
+        if redis_url is not None:
+            storage = storage_from_string(
+                "async+" + redis_url, implementation="redispy", connection_pool=redis_pool
+            )
+        else:
+            storage = storage_from_string("async+memory://")
+        self._limiter = MovingWindowRateLimiter(storage)
+
+    async def hit(self, key: str) -> tuple[bool, dict[str, str]]:
+        allowed = await self._limiter.hit(self.item, "cairn", key)
+        stats = await self._limiter.get_window_stats(self.item, "cairn", key)
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        headers = {
+            "RateLimit-Limit": str(self.item.amount),
+            "RateLimit-Remaining": str(max(0, stats.remaining)),
+            "RateLimit-Reset": str(reset),
+        }
+        if not allowed:
+            headers["Retry-After"] = str(max(1, reset))
+        return allowed, headers
+
+
+class Guard:
+    def __init__(
+        self, app: ASGIApp, authenticator: Authenticator | None, limiter: RateLimiter | None
+    ) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
+            await self.app(scope, receive, send)
+            return
+        principal: Principal | None = ANONYMOUS
+        refusal: str | None = None
+        if self.authenticator is not None:
+            token = _token(scope)
+            if token is None:
+                principal, refusal = None, "no bearer token"
+            else:
+                try:
+                    principal = self.authenticator.authenticate(token)
+                except AuthError as error:
+                    principal, refusal = None, str(error)
+        headers: dict[str, str] = {}
+        if self.limiter is not None:
+            key = f"sub:{principal.subject}" if principal and self.authenticator else _client(scope)
+            try:
+                allowed, headers = await self.limiter.hit(key)
+            except Exception as error:  # the limiter's store is down: fail open, say so
+                log.warning("rate_limiter_unavailable", error=str(error))
+                allowed = True
+            if not allowed:
+                await ApiError(
+                    429, f"rate limit of {self.limiter.item} exceeded", headers=headers
+                ).response()(scope, receive, send)
+                return
+        if principal is None:
+            log.info("token_refused", reason=refusal, path=scope["path"])
+            await ApiError(
+                401,
+                "a valid bearer token is required",
+                headers={**headers, "WWW-Authenticate": 'Bearer error="invalid_token"'},
+                slug="invalid-token",
+            ).response()(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        if not headers:
+            await self.app(scope, receive, send)
+            return
+        extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+
+def _token(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            return credentials.strip() or None if scheme.lower() == "bearer" else None
+    if scope["path"].endswith(_BROWSER_TOKEN_PATHS):
+        # EventSource cannot send headers: feeds also take ?access_token= (RFC 6750 §2.3).
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("access_token")
+        if values:
+            token: str = values[-1]
+            return token
+    return None
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"ip:{client[0]}" if client else "ip:unknown"
