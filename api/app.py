@@ -25,7 +25,7 @@ from api.settings import Settings, from_env
 from broker.errors import BrokerError
 from projections import redis_streams
 
-log = structlog.get_logger("cairn")
+log = structlog.get_logger(component="cairn")
 
 ENDPOINTS: list[Endpoint] = [
     *queues.endpoints.items,

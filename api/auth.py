@@ -25,7 +25,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-log = structlog.get_logger("cairn.auth")
+log = structlog.get_logger(component="cairn.auth")
 
 Action = Literal["manage", "publish", "consume", "read", "log", "any"]
 LEEWAY_S: Final = 5

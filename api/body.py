@@ -73,7 +73,11 @@ def decode(
         raise _too_deep(max_depth) from None
     # Checked on JSON already known to be valid: every quote then closes a string, which
     # keeps the scan linear (on arbitrary bytes a string-skipping scan can go quadratic).
-    if max_depth is not None and json_depth(body) > max_depth:
+    if (
+        max_depth is not None
+        and body.count(b"[") + body.count(b"{") > max_depth  # fewer openings: cannot be deeper
+        and json_depth(body) > max_depth
+    ):
         raise _too_deep(max_depth)
     return decoded
 

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth import ANONYMOUS, Authenticator, AuthError, Principal
 from api.problems import ApiError
 
-log = structlog.get_logger("cairn.guard")
+log = structlog.get_logger(component="cairn.guard")
 
 _BROWSER_TOKEN_PATHS: Final = ("/events/stream",)
 

@@ -3,6 +3,7 @@ BaseHTTPMiddleware: it buffers, and it would break streaming responses)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import uuid
@@ -13,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import Metrics
 
-log = structlog.get_logger("cairn.http")
+log = structlog.get_logger(component="cairn.http")
 
 
 class RequestLog:
@@ -23,13 +24,17 @@ class RequestLog:
         # Which process answered, for --workers N deployments (debugging, and tests that
         # must know a command and a feed met different workers).
         self.worker = str(os.getpid()).encode()
+        # Request ids need only be unique: a random prefix per process and a counter are
+        # enough, and cost nothing next to a uuid4 per request (~3% of the CPU).
+        self.prefix = uuid.uuid4().hex[:12]
+        self.counter = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = _header(scope, b"x-request-id") or f"{self.prefix}{next(self.counter):x}"
         status = 500
         structlog.contextvars.bind_contextvars(request_id=request_id)
 

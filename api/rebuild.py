@@ -16,6 +16,7 @@ from broker.notify import Watermark
 from broker.store.sqlite import SqliteEventStore
 from broker.store.tortoise import close_orm, open_orm
 from projections import redis_streams
+from projections.database import ReadModelDatabase
 from projections.models import APPS
 from projections.runner import ProjectionRunner
 from projections.views.projector import ViewsProjector
@@ -43,12 +44,14 @@ async def rebuild(settings: Settings, name: str | None, console: Console) -> dic
     await open_orm(settings.database_url, APPS)
     store = SqliteEventStore(settings.sqlite_file, durability=settings.durability)
     await store.open()
-    runner = ProjectionRunner(store, [ViewsProjector()])
+    read_models = ReadModelDatabase(settings.sqlite_file)
+    await read_models.open()
+    runner = ProjectionRunner(store, read_models, [ViewsProjector()])
     await runner.start()
     redis = redis_streams.connect(settings.redis_url) if settings.redis_url else None
     known = [*runner.names, *(["redis"] if redis is not None else [])]
     if name is not None and name not in known:
-        await _close(store, redis)
+        await _close(store, read_models, redis)
         raise LookupError(f"no projection named {name!r} (known: {', '.join(known)})")
     done: dict[str, Any] = {}
     try:
@@ -69,7 +72,7 @@ async def rebuild(settings: Settings, name: str | None, console: Console) -> dic
                 progress.update(task, completed=max(head, 1))
                 done[each] = {"events": applied, "seconds": time.perf_counter() - started}
     finally:
-        await _close(store, redis)
+        await _close(store, read_models, redis)
     return done
 
 
@@ -87,8 +90,9 @@ async def _rebuild_redis(
     return applied
 
 
-async def _close(store: SqliteEventStore, redis: Any) -> None:
+async def _close(store: SqliteEventStore, read_models: ReadModelDatabase, redis: Any) -> None:
     if redis is not None:
         await redis.aclose()
+    await read_models.close()
     await store.close()
     await close_orm()

@@ -26,13 +26,14 @@ from broker.store.sqlite import SqliteEventStore
 from broker.store.tortoise import close_orm, open_orm
 from broker.writer import Commit, Writer, sweep_forever
 from projections import redis_streams
+from projections.database import ReadModelDatabase
 from projections.models import APPS
 from projections.redis_streams import Redis, RedisStreamPublisher
 from projections.runner import ProjectionRunner
 from projections.tail import LogTail
 from projections.views.projector import ViewsProjector
 
-log = structlog.get_logger("cairn")
+log = structlog.get_logger(component="cairn")
 T = TypeVar("T")
 
 VIEWS: Final = "views"
@@ -45,6 +46,7 @@ class Services:
     store: SqliteEventStore
     writer: Writer
     runner: ProjectionRunner
+    read_models: ReadModelDatabase
     head: Watermark
     signals: QueueSignals
     metrics: Metrics
@@ -127,8 +129,17 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
     await store.open()
     head = Watermark(await store.head())
     signals = QueueSignals()
-    writer = Writer(store)
-    runner = ProjectionRunner(store, [ViewsProjector()])
+    read_models = ReadModelDatabase(settings.sqlite_file)
+    await read_models.open()
+    write_lock = asyncio.Lock()
+    writer = Writer(store, write_lock=write_lock)
+    runner = ProjectionRunner(
+        store,
+        read_models,
+        [ViewsProjector()],
+        write_lock=write_lock,
+        coalesce_s=settings.projection_coalesce_s,
+    )
     await runner.start()
     publisher = (
         redis_streams.RedisStreamPublisher(store, redis, head, maxlen=settings.redis_stream_maxlen)
@@ -149,6 +160,7 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
         store=store,
         writer=writer,
         runner=runner,
+        read_models=read_models,
         head=head,
         signals=signals,
         metrics=metrics,
@@ -184,6 +196,7 @@ async def stop(running: Services) -> None:
     await running.writer.stop()
     if running.redis is not None:
         await running.redis.aclose()
+    await running.read_models.close()
     await running.store.close()
     await close_orm()
     log.info("broker_stopped", head=running.head.value)
@@ -217,6 +230,9 @@ def _chain_exit_signals(shutdown: asyncio.Event) -> None:
             loop.call_soon_threadsafe(shutdown.set)
             if callable(previous):
                 previous(signum, frame)
+            elif previous == signal.SIG_DFL:  # nobody else handles it: do what it would do
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
 
         with contextlib.suppress(ValueError):  # not the main thread (tests): nothing to chain
             signal.signal(sig, handler)

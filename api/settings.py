@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, kw_only=True):
     max_message_bytes: int = 256 * 1024
     max_json_depth: int = 64
     sweep_interval_s: float = 0.5
+    projection_coalesce_s: float = 0.01
     read_wait_s: float = 5.0
     sse_heartbeat_s: float = 15.0
     sse_retry_ms: int = 3000

@@ -148,9 +148,18 @@ def message_id_of(event: AnyEvent) -> str | None:
     return event.message_id if isinstance(event, MessageEvent) else None
 
 
+_last_at: list[tuple[datetime, str]] = [(datetime.min, "")]
+
+
 def encode_at(at: datetime) -> str:
     """RFC 3339 UTC with microseconds, the one spelling of time in the log and the API."""
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Every event of a group commit shares one time: format it once (strftime is slow).
+    last = _last_at[0]
+    if at is last[0]:
+        return last[1]
+    text = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    _last_at[0] = (at, text)
+    return text
 
 
 def encode_data(event: AnyEvent) -> bytes:

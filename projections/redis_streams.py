@@ -28,7 +28,7 @@ from broker.ports import EventStore, StoredEvent
 
 __all__ = ["Redis", "RedisFollower", "RedisStreamPublisher", "connect", "ping"]
 
-log = structlog.get_logger("cairn.redis")
+log = structlog.get_logger(component="cairn.redis")
 
 EVENTS_STREAM: Final = "cairn:events"
 QUEUE_STREAM: Final = "cairn:queue:{}"

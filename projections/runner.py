@@ -11,17 +11,17 @@ checkpoint in one transaction, then catch up.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from typing import Protocol
 
 import structlog
-from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from broker.notify import Watermark
 from broker.ports import EventStore, StoredEvent
+from projections.database import ReadModelDatabase
 
-log = structlog.get_logger("cairn.projections")
+log = structlog.get_logger(component="cairn.projections")
 
 
 class Projector(Protocol):
@@ -29,10 +29,10 @@ class Projector(Protocol):
     def name(self) -> str:
         """The projector's stable name: its checkpoint's key, and what ``rebuild`` takes."""
 
-    async def apply(self, conn: BaseDBAsyncClient, batch: list[StoredEvent]) -> None:
+    def apply(self, conn: sqlite3.Connection, batch: list[StoredEvent]) -> None:
         """Apply ``batch`` (contiguous, in position order) inside the caller's transaction."""
 
-    async def reset(self, conn: BaseDBAsyncClient) -> None:
+    def reset(self, conn: sqlite3.Connection) -> None:
         """Empty the projector's tables, inside the caller's transaction."""
 
 
@@ -42,11 +42,23 @@ class _Moved(Exception):
 
 class ProjectionRunner:
     def __init__(
-        self, store: EventStore, projectors: Sequence[Projector], *, batch_size: int = 2000
+        self,
+        store: EventStore,
+        database: ReadModelDatabase,
+        projectors: Sequence[Projector],
+        *,
+        batch_size: int = 2000,
+        write_lock: asyncio.Lock | None = None,
+        coalesce_s: float = 0.0,
     ) -> None:
         self._store = store
+        self._db = database
         self._projectors = {p.name: p for p in projectors}
         self._batch_size = batch_size
+        # Shared with the writer of this process (see broker.writer.Writer): one SQLite write
+        # lock per database, and an asyncio queue for it beats SQLite's sleeping busy handler.
+        self._write_lock = write_lock or asyncio.Lock()
+        self._coalesce_s = coalesce_s
         self.watermarks = {p.name: Watermark() for p in projectors}
 
     @property
@@ -55,13 +67,16 @@ class ProjectionRunner:
 
     async def start(self) -> None:
         """Make sure every checkpoint row exists and load where each projector stands."""
-        for name in self._projectors:
-            async with in_transaction("default") as conn:
-                await conn.execute_query(
-                    "INSERT INTO projection_checkpoints (name, position) VALUES (?, 0)"
-                    " ON CONFLICT (name) DO NOTHING",
-                    [name],
-                )
+
+        def ensure(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO projection_checkpoints (name, position) VALUES (?, 0)"
+                " ON CONFLICT (name) DO NOTHING",
+                [(name,) for name in self._projectors],
+            )
+
+        async with self._write_lock:
+            await self._db.transaction(ensure)
         await self.refresh()
 
     async def refresh(self) -> None:
@@ -71,11 +86,11 @@ class ProjectionRunner:
                 self.watermarks[name].advance(position)
 
     async def checkpoints(self) -> dict[str, int]:
-        async with in_transaction("default") as conn:
-            rows = await conn.execute_query_dict(
-                "SELECT name, position FROM projection_checkpoints"
-            )
-        return {row["name"]: int(row["position"]) for row in rows}
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute("SELECT name, position FROM projection_checkpoints")
+            return {row[0]: int(row[1]) for row in rows}
+
+        return await self._db.read(read)
 
     async def step(self, name: str) -> int:
         """Apply one batch to projector ``name``; returns how many events it applied."""
@@ -86,34 +101,31 @@ class ProjectionRunner:
         if not batch:
             return 0
         last = batch[-1].position
-        try:
-            async with in_transaction("default") as conn:
-                # A write first: SQLite's deferred BEGIN takes the write lock here, waiting
-                # for it, instead of failing to upgrade a read snapshot later.
-                await conn.execute_query(
-                    "UPDATE projection_checkpoints SET position = position WHERE name = ?",
-                    [name],
-                )
-                rows = await conn.execute_query_dict(
-                    "SELECT position FROM projection_checkpoints WHERE name = ?", [name]
-                )
-                stored = int(rows[0]["position"])
-                if stored != after:
-                    raise _Moved(stored)
-                await projector.apply(conn, batch)
-                await conn.execute_query(
-                    "UPDATE projection_checkpoints SET position = ? WHERE name = ?", [last, name]
-                )
-        except _Moved as moved:
-            stored = int(moved.args[0])
-            if stored < after:  # reset by a rebuild elsewhere: follow it from the start
-                watermark.rewind(stored)
-                log.info("projection_reset_seen", projection=name, position=stored)
-            else:
-                watermark.advance(stored)
-            return 0
-        watermark.advance(last)
-        return len(batch)
+
+        def apply(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT position FROM projection_checkpoints WHERE name = ?", (name,)
+            ).fetchone()
+            stored = int(row[0])
+            if stored != after:
+                return stored  # moved by another runner: nothing applied
+            projector.apply(conn, batch)
+            conn.execute(
+                "UPDATE projection_checkpoints SET position = ? WHERE name = ?", (last, name)
+            )
+            return last
+
+        async with self._write_lock:
+            reached = await self._db.transaction(apply)
+        if reached == last:
+            watermark.advance(last)
+            return len(batch)
+        if reached < after:  # reset by a rebuild elsewhere: follow it from the start
+            watermark.rewind(reached)
+            log.info("projection_reset_seen", projection=name, position=reached)
+        else:
+            watermark.advance(reached)
+        return 0
 
     async def catch_up(self, name: str | None = None) -> int:
         """Apply every event already in the log; returns how many were applied."""
@@ -126,11 +138,13 @@ class ProjectionRunner:
     async def reset(self, name: str) -> None:
         """Empty one projector's read model and rewind its checkpoint, atomically."""
         projector = self._projectors[name]
-        async with in_transaction("default") as conn:
-            await conn.execute_query(
-                "UPDATE projection_checkpoints SET position = 0 WHERE name = ?", [name]
-            )
-            await projector.reset(conn)
+
+        def reset(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE projection_checkpoints SET position = 0 WHERE name = ?", (name,))
+            projector.reset(conn)
+
+        async with self._write_lock:
+            await self._db.transaction(reset)
         self.watermarks[name].rewind(0)
 
     async def run(self, head: Watermark, *, idle_timeout: float = 1.0) -> None:
@@ -144,4 +158,7 @@ class ProjectionRunner:
                 await asyncio.sleep(idle_timeout)
                 continue
             behind = min(w.value for w in self.watermarks.values())
-            await head.wait_for(behind + 1, idle_timeout)
+            if await head.wait_for(behind + 1, idle_timeout) and self._coalesce_s:
+                # Under load, let a few commits pile up: one transaction for many of them
+                # holds the write lock far less than one per commit would.
+                await asyncio.sleep(self._coalesce_s)

@@ -28,7 +28,7 @@ import structlog
 from broker.notify import Watermark
 from broker.ports import EventStore, StoredEvent, matches_types
 
-log = structlog.get_logger("cairn.tail")
+log = structlog.get_logger(component="cairn.tail")
 
 _LINE_BREAK: Final = re.compile(rb"\r\n|\r|\n")
 _READ_BATCH: Final = 2000
@@ -139,6 +139,12 @@ class LogTail:
     async def _follow_head(self) -> None:
         while True:
             await self._head.wait_for(self.position + 1, 1.0)
+            if not self._subscribers:
+                # Nobody listens: no need to read and encode anything. A feed that subscribes
+                # later reads what it missed from the store, up to this position.
+                async with self._lock:
+                    self.position = max(self.position, self._head.value)
+                continue
             if self._head.value > self.position:
                 try:
                     await self._catch_up(self._head.value)

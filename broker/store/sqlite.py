@@ -247,6 +247,9 @@ class _SqliteTx:
         self._rows: list[tuple[int, str, str, str, str | None, bytes]] = []
         self._published: dict[int, MessagePublished] = {}
         self._queues_by_name: dict[str, QueueState | None] = {}
+        # Message rows written by this transaction, newest state per id. Point lookups read
+        # them here; they reach the table in one executemany before any query that scans it.
+        self._messages_written: dict[str, MessageState] = {}
 
     @property
     def next_position(self) -> int:
@@ -274,6 +277,9 @@ class _SqliteTx:
         return [q for q in map(_queue, rows) if q is not None]
 
     def message(self, message_id: str) -> MessageState | None:
+        written = self._messages_written.get(message_id)
+        if written is not None:
+            return written
         row = self._conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM broker_messages WHERE message_id = ?", (message_id,)
         ).fetchone()
@@ -296,6 +302,7 @@ class _SqliteTx:
         )
 
     def _messages(self, sql: str, params: Sequence[Any]) -> list[MessageState]:
+        self._write_messages()
         return [_message(row) for row in self._conn.execute(sql, params)]
 
     def receivable(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
@@ -323,6 +330,7 @@ class _SqliteTx:
         )
 
     def count_live(self, queue_id: int) -> int:
+        self._write_messages()
         row = self._conn.execute(
             "SELECT COUNT(*) FROM broker_messages"
             " WHERE queue_id = ? AND status IN ('ready', 'leased')",
@@ -331,6 +339,7 @@ class _SqliteTx:
         return int(row[0])
 
     def next_visible_at(self, queue_id: int, now: int) -> int | None:
+        self._write_messages()
         row = self._conn.execute(
             "SELECT MIN(visible_at) FROM broker_messages"
             " WHERE queue_id = ? AND status = 'ready' AND visible_at > ?",
@@ -376,12 +385,37 @@ class _SqliteTx:
         return self._conn.execute("DELETE FROM broker_dedup WHERE expires_at <= ?", (now,)).rowcount
 
     def flush(self) -> None:
-        """Write the buffered event rows; called once, just before COMMIT."""
+        """Write what is still buffered; called once, just before COMMIT."""
+        self._write_messages()
         if self._rows:
             self._conn.executemany(
                 f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", self._rows
             )
             self._rows = []
+
+    def _write_messages(self) -> None:
+        if not self._messages_written:
+            return
+        self._conn.executemany(
+            f"INSERT INTO broker_messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (message_id) DO UPDATE SET status = excluded.status,"
+            " visible_at = excluded.visible_at, receipt = excluded.receipt,"
+            " receive_count = excluded.receive_count",
+            [
+                (
+                    m.message_id,
+                    m.queue_id,
+                    m.position,
+                    m.status,
+                    m.visible_at,
+                    m.receipt,
+                    m.receive_count,
+                    m.published_at,
+                )
+                for m in self._messages_written.values()
+            ],
+        )
+        self._messages_written.clear()
 
     def _apply(self, change: Change) -> None:
         match change:
@@ -410,23 +444,7 @@ class _SqliteTx:
                     ),
                 )
             case PutMessage(message):
-                self._conn.execute(
-                    f"INSERT INTO broker_messages ({_MESSAGE_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (message_id) DO UPDATE SET status = excluded.status,"
-                    " visible_at = excluded.visible_at, receipt = excluded.receipt,"
-                    " receive_count = excluded.receive_count",
-                    (
-                        message.message_id,
-                        message.queue_id,
-                        message.position,
-                        message.status,
-                        message.visible_at,
-                        message.receipt,
-                        message.receive_count,
-                        message.published_at,
-                    ),
-                )
+                self._messages_written[message.message_id] = message
             case PutDedup(entry):
                 self._conn.execute(
                     "INSERT INTO broker_dedup"
@@ -443,6 +461,7 @@ class _SqliteTx:
                     ),
                 )
             case PurgeMessages(queue_id, position):
+                self._write_messages()
                 self._conn.execute(
                     "UPDATE broker_messages SET status = 'purged'"
                     " WHERE queue_id = ? AND status IN ('ready', 'leased') AND position < ?",

@@ -2,15 +2,14 @@
 its checkpoint, so queue totals and message statuses always agree with each other.
 
 A batch is folded in memory (pure functions in ``queues.py`` and ``messages.py``) and written
-back with one statement per kind of change; the ORM's per-row objects would cap it far below
-the writer's rate (see ``broker/store/sqlite.py``).
+back with one statement per kind of change, in the runner's one-hop transaction (see
+``projections/database.py``).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Final
-
-from tortoise.backends.base.client import BaseDBAsyncClient
 
 from broker.events import MessageEvent, MessagePublished, QueueCreated, QueueDeleted, QueuePurged
 from broker.ports import StoredEvent
@@ -37,16 +36,16 @@ class ViewsProjector:
     name: Final = "views"
     tables: Final = ("queue_views", "message_views")
 
-    async def apply(self, conn: BaseDBAsyncClient, batch: list[StoredEvent]) -> None:
+    def apply(self, conn: sqlite3.Connection, batch: list[StoredEvent]) -> None:
         decoded = [(stored.position, stored.event()) for stored in batch]
-        live_queues = await _load_queues(conn)
+        live_queues = _load_queues(conn)
         names = {row.name: row.queue_id for row in live_queues.values()}
         wanted = {
             event.message_id
             for _, event in decoded
             if isinstance(event, MessageEvent) and not isinstance(event, MessagePublished)
         }
-        rows = await _load_messages(conn, wanted)
+        rows = _load_messages(conn, wanted)
         changed_queues: set[int] = set()
         changed_messages: set[str] = set()
         purges: list[tuple[int, int]] = []
@@ -82,36 +81,36 @@ class ViewsProjector:
         # Purge the stored rows first; rows this batch touched are written back afterwards
         # with their folded state, which already accounts for the purge where it applies.
         for queue_id, position in purges:
-            await conn.execute_query(
+            conn.execute(
                 "UPDATE message_views SET status = 'purged', purged_position = ?,"
                 " updated_position = ? WHERE queue_id = ? AND status IN ('ready', 'leased')"
                 " AND position < ?",
-                [position, position, queue_id, position],
+                (position, position, queue_id, position),
             )
         if changed_queues:
-            await conn.execute_many(
+            conn.executemany(
                 _UPSERT_QUEUE, [_values(live_queues[q], queues.COLUMNS) for q in changed_queues]
             )
         if changed_messages:
-            await conn.execute_many(
+            conn.executemany(
                 _UPSERT_MESSAGE, [_values(rows[m], messages.COLUMNS) for m in changed_messages]
             )
 
-    async def reset(self, conn: BaseDBAsyncClient) -> None:
+    def reset(self, conn: sqlite3.Connection) -> None:
         for table in self.tables:
-            await conn.execute_query(f"DELETE FROM {table}")
+            conn.execute(f"DELETE FROM {table}")
 
 
 def _values(row: Any, columns: tuple[str, ...]) -> list[Any]:
     return [getattr(row, column) for column in columns]
 
 
-async def _load_queues(conn: BaseDBAsyncClient) -> dict[int, QueueViewRow]:
+def _load_queues(conn: sqlite3.Connection) -> dict[int, QueueViewRow]:
     sql = f"SELECT {', '.join(queues.COLUMNS)} FROM queue_views WHERE deleted = 0"
-    return {row["queue_id"]: QueueViewRow(**row) for row in await conn.execute_query_dict(sql)}
+    return {row["queue_id"]: QueueViewRow(**dict(row)) for row in conn.execute(sql)}
 
 
-async def _load_messages(conn: BaseDBAsyncClient, ids: set[str]) -> dict[str, MessageViewRow]:
+def _load_messages(conn: sqlite3.Connection, ids: set[str]) -> dict[str, MessageViewRow]:
     wanted = sorted(ids)
     found: dict[str, MessageViewRow] = {}
     for start in range(0, len(wanted), _CHUNK):
@@ -120,6 +119,6 @@ async def _load_messages(conn: BaseDBAsyncClient, ids: set[str]) -> dict[str, Me
             f"SELECT {', '.join(messages.COLUMNS)} FROM message_views"
             f" WHERE message_id IN ({', '.join('?' * len(chunk))})"
         )
-        for row in await conn.execute_query_dict(sql, chunk):
-            found[row["message_id"]] = MessageViewRow(**row)
+        for row in conn.execute(sql, chunk):
+            found[row["message_id"]] = MessageViewRow(**dict(row))
     return found

@@ -52,7 +52,10 @@ def test_metrics_cover_requests_events_batches_depth_and_lag(
     http: httpx.Client, queue: str
 ) -> None:
     http.post(f"/v1/queues/{queue}/messages", json={"body": 1})
-    http.post(f"/v1/queues/{queue}/messages", json={"body": 2, "delay_s": 60})
+    last = http.post(f"/v1/queues/{queue}/messages", json={"body": 2, "delay_s": 60}).json()
+    http.get(
+        f"/v1/queues/{queue}", params={"min_position": last["position"]}
+    )  # read model caught up
     response = http.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text

@@ -31,6 +31,7 @@ from broker.errors import BrokerError
 from broker.store.sqlite import SqliteEventStore
 from broker.store.tortoise import tortoise_config
 from broker.writer import Writer
+from projections.database import ReadModelDatabase
 from projections.models import APPS
 from projections.runner import ProjectionRunner
 from projections.views.projector import ViewsProjector
@@ -87,7 +88,9 @@ async def _scenario(directory: Path, script: list[tuple[Any, ...]], batch: int) 
     clock = FakeClock()
     writer = Writer(store, clock=clock, new_id=Counter("m"), new_receipt=Counter("r"))
     await writer.start()
-    incremental = ProjectionRunner(store, [ViewsProjector()], batch_size=batch)
+    read_models = ReadModelDatabase(str(path))
+    await read_models.open()
+    incremental = ProjectionRunner(store, read_models, [ViewsProjector()], batch_size=batch)
     await incremental.start()
     leases: list[tuple[str, str, str]] = []
     try:
@@ -138,13 +141,14 @@ async def _scenario(directory: Path, script: list[tuple[Any, ...]], batch: int) 
 
         await incremental.reset("views")
         assert (await _dump()) == {"queues": [], "messages": []}
-        rebuilt = ProjectionRunner(store, [ViewsProjector()], batch_size=100_000)
+        rebuilt = ProjectionRunner(store, read_models, [ViewsProjector()], batch_size=100_000)
         await rebuilt.start()
         await rebuilt.catch_up()
         assert await _dump() == built
         assert rebuilt.watermarks["views"].value == await store.head()
     finally:
         await writer.stop()
+        await read_models.close()
         await store.close()
         await Tortoise.close_connections()
 

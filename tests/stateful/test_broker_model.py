@@ -118,11 +118,13 @@ class BrokerMachine(RuleBasedStateMachine):
             reply = self.loop.run(self.writer.execute(command))
         except BrokerError as error:
             return _OUTCOME_OF[type(error)]
-        self._adopt_moves()
         return reply
 
-    def _adopt_moves(self) -> None:
-        """Give the model the ids of the copies the broker made (dead letters, redrives)."""
+    @invariant()
+    def the_broker_copied_exactly_what_the_model_moved(self) -> None:
+        """Dead letters and redrives: the broker copied exactly the messages the model moved;
+        the model then learns the new copies' ids (an invariant, so that it runs after both
+        the broker and the model have taken the step)."""
         new = self.loop.run(self.store.read(self.seen, 1_000_000))
         made: dict[str, str] = {}
         for stored in new:
