@@ -17,7 +17,7 @@ from broker.store.sqlite import SqliteEventStore
 from broker.store.tortoise import close_orm, open_orm
 from projections import redis_streams
 from projections.database import ReadModelDatabase
-from projections.models import APPS
+from projections.models import APPS, views_file
 from projections.runner import ProjectionRunner
 from projections.views.projector import ViewsProjector
 
@@ -44,7 +44,7 @@ async def rebuild(settings: Settings, name: str | None, console: Console) -> dic
     await open_orm(settings.database_url, APPS)
     store = SqliteEventStore(settings.sqlite_file, durability=settings.durability)
     await store.open()
-    read_models = ReadModelDatabase(settings.sqlite_file)
+    read_models = ReadModelDatabase(views_file(settings.sqlite_file))
     await read_models.open()
     runner = ProjectionRunner(store, read_models, [ViewsProjector()])
     await runner.start()

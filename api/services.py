@@ -27,7 +27,7 @@ from broker.store.tortoise import close_orm, open_orm
 from broker.writer import Commit, Writer, sweep_forever
 from projections import redis_streams
 from projections.database import ReadModelDatabase
-from projections.models import APPS
+from projections.models import APPS, views_file
 from projections.redis_streams import Redis, RedisStreamPublisher
 from projections.runner import ProjectionRunner
 from projections.tail import LogTail
@@ -129,16 +129,11 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
     await store.open()
     head = Watermark(await store.head())
     signals = QueueSignals()
-    read_models = ReadModelDatabase(settings.sqlite_file)
+    read_models = ReadModelDatabase(views_file(settings.sqlite_file))
     await read_models.open()
-    write_lock = asyncio.Lock()
-    writer = Writer(store, write_lock=write_lock)
+    writer = Writer(store)
     runner = ProjectionRunner(
-        store,
-        read_models,
-        [ViewsProjector()],
-        write_lock=write_lock,
-        coalesce_s=settings.projection_coalesce_s,
+        store, read_models, [ViewsProjector()], coalesce_s=settings.projection_coalesce_s
     )
     await runner.start()
     publisher = (

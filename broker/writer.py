@@ -91,13 +91,8 @@ class Writer:
         new_id: Callable[[], str] = ids.new_message_id,
         new_receipt: Callable[[], str] = ids.new_receipt,
         max_batch: int = 512,
-        write_lock: asyncio.Lock | None = None,
     ) -> None:
         self._store = store
-        # Shared with this process's projectors: SQLite has one write lock per database, and
-        # connections that collide on it wait in its busy handler, which sleeps 1, 2, 5, 10 ms
-        # and up. Queueing on an asyncio lock first turns those sleeps into a plain hand-off.
-        self._write_lock = write_lock or asyncio.Lock()
         self._clock = clock
         self._new_id = new_id
         self._new_receipt = new_receipt
@@ -165,8 +160,7 @@ class Writer:
         commands = [command for command, _ in batch]
         ctx = Context(now=self._now(), new_id=self._new_id, new_receipt=self._new_receipt)
         try:
-            async with self._write_lock:
-                result = await self._store.transact(lambda tx: apply_batch(tx, commands, ctx))
+            result = await self._store.transact(lambda tx: apply_batch(tx, commands, ctx))
         except Exception as error:  # the whole transaction failed: nothing was written
             failure = (
                 error

@@ -1,4 +1,5 @@
-"""Where projectors write: the read-model tables, in the same SQLite file as the log.
+"""Where projectors write: the read-model tables, in their own SQLite file beside the log's
+(see ``projections/models.py`` for why a file of their own).
 
 A projector's batch is one synchronous function (check the checkpoint, apply, move the
 checkpoint) run in one hop on a dedicated thread with its own connection, inside

@@ -15,6 +15,7 @@ from tortoise import connections
 
 from broker.ports import EventStore, StoredEvent
 from broker.state import from_us
+from projections.models import CONNECTION
 from projections.views import messages as message_view
 from projections.views import queues as queue_view
 
@@ -80,7 +81,7 @@ _MESSAGE_SQL: Final = f"SELECT {', '.join(message_view.COLUMNS)} FROM message_vi
 
 
 async def _query(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = await connections.get("default").execute_query_dict(
+    rows: list[dict[str, Any]] = await connections.get(CONNECTION).execute_query_dict(
         sql, params or []
     )
     return rows
@@ -253,7 +254,7 @@ async def list_messages(
         sql += " AND position > ?"
         params.append(found[0]["position"])
     if status == "available":
-        sql += " AND status = 'ready' AND visible_at <= ?"
+        sql += " AND status = 'ready' AND +visible_at <= ?"  # walk by position (see sqlite.py)
         params.append(now)
     elif status == "delayed":
         sql += " AND status = 'ready' AND visible_at > ?"

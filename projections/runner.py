@@ -48,16 +48,12 @@ class ProjectionRunner:
         projectors: Sequence[Projector],
         *,
         batch_size: int = 2000,
-        write_lock: asyncio.Lock | None = None,
         coalesce_s: float = 0.0,
     ) -> None:
         self._store = store
         self._db = database
         self._projectors = {p.name: p for p in projectors}
         self._batch_size = batch_size
-        # Shared with the writer of this process (see broker.writer.Writer): one SQLite write
-        # lock per database, and an asyncio queue for it beats SQLite's sleeping busy handler.
-        self._write_lock = write_lock or asyncio.Lock()
         self._coalesce_s = coalesce_s
         self.watermarks = {p.name: Watermark() for p in projectors}
 
@@ -75,8 +71,7 @@ class ProjectionRunner:
                 [(name,) for name in self._projectors],
             )
 
-        async with self._write_lock:
-            await self._db.transaction(ensure)
+        await self._db.transaction(ensure)
         await self.refresh()
 
     async def refresh(self) -> None:
@@ -115,8 +110,7 @@ class ProjectionRunner:
             )
             return last
 
-        async with self._write_lock:
-            reached = await self._db.transaction(apply)
+        reached = await self._db.transaction(apply)
         if reached == last:
             watermark.advance(last)
             return len(batch)
@@ -143,8 +137,7 @@ class ProjectionRunner:
             conn.execute("UPDATE projection_checkpoints SET position = 0 WHERE name = ?", (name,))
             projector.reset(conn)
 
-        async with self._write_lock:
-            await self._db.transaction(reset)
+        await self._db.transaction(reset)
         self.watermarks[name].rewind(0)
 
     async def run(self, head: Watermark, *, idle_timeout: float = 1.0) -> None:
@@ -160,5 +153,5 @@ class ProjectionRunner:
             behind = min(w.value for w in self.watermarks.values())
             if await head.wait_for(behind + 1, idle_timeout) and self._coalesce_s:
                 # Under load, let a few commits pile up: one transaction for many of them
-                # holds the write lock far less than one per commit would.
+                # costs far less than one per commit.
                 await asyncio.sleep(self._coalesce_s)

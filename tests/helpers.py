@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from broker.commands import NewMessage
+from projections.models import views_file
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -73,13 +74,17 @@ def _template_database() -> Path:
     # A thread of its own: callers may already be inside a running event loop.
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, migrate(f"sqlite:///{path}", APPS)).result()
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fold the WAL into the file we copy
+    for file in (path, Path(views_file(str(path)))):
+        with contextlib.closing(sqlite3.connect(file)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fold the WAL into what we copy
     return path
 
 
 def fresh_database(directory: Path) -> Path:
-    """A migrated, empty SQLite database in ``directory``."""
+    """A migrated, empty database in ``directory``: the log's file (returned) and the read
+    models' file beside it."""
+    template = _template_database()
     target = directory / "cairn.db"
-    shutil.copyfile(_template_database(), target)
+    shutil.copyfile(template, target)
+    shutil.copyfile(views_file(str(template)), views_file(str(target)))
     return target

@@ -306,9 +306,12 @@ class _SqliteTx:
         return [_message(row) for row in self._conn.execute(sql, params)]
 
     def receivable(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
+        # "+visible_at" keeps that term off the index: SQLite would otherwise pick the
+        # (queue_id, status, visible_at) index and sort every ready message by position
+        # (10 ms at 100k ready); walking (queue_id, status, position) stops after `limit`.
         return self._messages(
             f"SELECT {_MESSAGE_COLUMNS} FROM broker_messages"
-            " WHERE queue_id = ? AND status = 'ready' AND visible_at <= ?"
+            " WHERE queue_id = ? AND status = 'ready' AND +visible_at <= ?"
             " ORDER BY position LIMIT ?",
             (queue_id, now, limit),
         )

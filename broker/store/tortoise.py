@@ -95,26 +95,37 @@ def sqlite_path(database_url: str) -> str | None:
     return None
 
 
+def companion_path(path: str, name: str) -> str:
+    """Another SQLite file beside the log's: ``data/cairn.db`` -> ``data/cairn.views.db``."""
+    location = Path(path)
+    return str(location.with_name(f"{location.stem}.{name}{location.suffix or '.db'}"))
+
+
 def tortoise_config(
     database_url: str, extra_apps: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """The Tortoise config for the store; ``extra_apps`` adds the layers above (read models)."""
+    """The Tortoise config for the store; ``extra_apps`` adds the layers above (read models).
+    An app whose ``default_connection`` is not ``default`` gets its own SQLite file beside the
+    log's (see ``companion_path``)."""
     path = sqlite_path(database_url)
     if path is None:
         raise ValueError(f"unsupported database URL {database_url!r}: use sqlite://PATH")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    connection = {
-        "engine": "tortoise.backends.sqlite",
-        "credentials": {
-            "file_path": path,
-            "journal_mode": "WAL",
-            # Read models are rebuilt from the log after a crash, so their commits need not
-            # wait for an fsync; the log's own writer uses synchronous=FULL.
-            "synchronous": "NORMAL",
-            "busy_timeout": 10_000,
-            "foreign_keys": "OFF",
-        },
-    }
+
+    def connection(file_path: str) -> dict[str, Any]:
+        return {
+            "engine": "tortoise.backends.sqlite",
+            "credentials": {
+                "file_path": file_path,
+                "journal_mode": "WAL",
+                # Tortoise's own connections only migrate and read; the log's writer has its
+                # own connection with synchronous=FULL (broker/store/sqlite.py).
+                "synchronous": "NORMAL",
+                "busy_timeout": 10_000,
+                "foreign_keys": "OFF",
+            },
+        }
+
     apps: dict[str, Any] = {
         "broker": {
             "models": ["broker.store.tortoise"],
@@ -123,7 +134,12 @@ def tortoise_config(
         },
     }
     apps.update(extra_apps or {})
-    return {"connections": {"default": connection}, "apps": apps, "use_tz": True}
+    connections = {"default": connection(path)}
+    for app in apps.values():
+        name = app["default_connection"]
+        if name not in connections:
+            connections[name] = connection(companion_path(path, name))
+    return {"connections": connections, "apps": apps, "use_tz": True}
 
 
 async def migrate(database_url: str, extra_apps: dict[str, dict[str, Any]] | None = None) -> None:

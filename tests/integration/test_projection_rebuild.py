@@ -32,7 +32,7 @@ from broker.store.sqlite import SqliteEventStore
 from broker.store.tortoise import tortoise_config
 from broker.writer import Writer
 from projections.database import ReadModelDatabase
-from projections.models import APPS
+from projections.models import APPS, CONNECTION, views_file
 from projections.runner import ProjectionRunner
 from projections.views.projector import ViewsProjector
 from tests.helpers import Counter, FakeClock, fresh_database, message
@@ -71,7 +71,7 @@ steps = st.lists(
 
 
 async def _dump() -> dict[str, list[dict[str, Any]]]:
-    conn = connections.get("default")
+    conn = connections.get(CONNECTION)
     return {
         "queues": await conn.execute_query_dict("SELECT * FROM queue_views ORDER BY queue_id"),
         "messages": await conn.execute_query_dict(
@@ -88,7 +88,7 @@ async def _scenario(directory: Path, script: list[tuple[Any, ...]], batch: int) 
     clock = FakeClock()
     writer = Writer(store, clock=clock, new_id=Counter("m"), new_receipt=Counter("r"))
     await writer.start()
-    read_models = ReadModelDatabase(str(path))
+    read_models = ReadModelDatabase(views_file(str(path)))
     await read_models.open()
     incremental = ProjectionRunner(store, read_models, [ViewsProjector()], batch_size=batch)
     await incremental.start()

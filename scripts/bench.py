@@ -1,0 +1,339 @@
+#!/usr/bin/env python
+"""Cairn against the bare-Starlette ceiling, measured in one run on this machine.
+
+  1  durable single-message publish, 64 connections, 1 and 2 workers: ratio to the baseline
+  2  durable batched publish (100 messages per request): messages/s
+  3  receive + batch-ack cycle (max_messages 10): messages/s, ratio to the publish rate of 1
+  4  with --redis-url: the Redis Streams projector's lag while 1 runs
+
+The baseline (scripts/baseline_app.py) is the same publish route with nothing behind it, run
+by the same uvicorn with the same settings. Runs alternate baseline, Cairn, baseline, Cairn.
+Load comes from wrk. Afterwards the log is counted: every publish wrk saw answered 201 must be
+stored, and at most one in flight per connection may be stored without an answer.
+
+Usage: scripts/bench.py [--seconds 5] [--rounds 2] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = ROOT / "scripts" / "wrk"
+PYTHON = sys.executable
+BODY = {"body": {"order": 12345, "items": ["a", "b", "c"]}, "attributes": {"source": "bench"}}
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is not installed; installing it from Debian's packages ...", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("could not install wrk")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    database: Path | None
+
+
+def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise SystemExit("server did not start")
+
+
+@contextlib.contextmanager
+def baseline(workers: int) -> Iterator[Server]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "scripts.baseline_app:app",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = Server(process, f"http://127.0.0.1:{port}", None)
+    try:
+        _wait(server.url, process)
+        yield server
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def cairn(workers: int, *extra: str) -> Iterator[Server]:
+    directory = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
+    port = free_port()
+    database = directory / "bench.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    process = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "api.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--database-url",
+            f"sqlite:///{database}",
+            "--log-file",
+            str(directory / "cairn.log"),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = Server(process, f"http://127.0.0.1:{port}", database)
+    try:
+        _wait(server.url, process)
+        httpx.post(f"{server.url}/v1/queues", json={"name": "bench"}).raise_for_status()
+        yield server
+    finally:
+        _stop(process)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class Run:
+    requests: int
+    per_s: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    extra: dict[str, float]
+
+
+def wrk(
+    url: str, script: str, seconds: float, connections: int, env: dict[str, str] | None = None
+) -> Run:
+    result = subprocess.run(
+        [
+            ensure_wrk(),
+            "-t2",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "-s",
+            str(LUA / script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
+    out = result.stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    per_s = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    p50 = _latency(out, "50%")
+    p99 = _latency(out, "99%")
+    extra = {k: float(v) for k, v in re.findall(r"^CAIRN (\w+) ([\d.]+)$", out, re.M)}
+    return Run(requests, per_s, errors, p50, p99, extra)
+
+
+def _latency(out: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def stored_publishes(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM events WHERE type = 'message.published' AND queue = 'bench'"
+        ).fetchone()
+    return int(row[0])
+
+
+def check_stored(server: Server, answered: int, connections: int, per_request: int) -> str:
+    assert server.database is not None
+    stored = stored_publishes(server.database)
+    slack = connections * per_request
+    if not answered * per_request <= stored <= answered * per_request + slack:
+        raise SystemExit(
+            f"LOST OR INVENTED WRITES: {answered * per_request} answered, {stored} stored"
+        )
+    return f"stored {stored:,} >= answered {answered * per_request:,}"
+
+
+def watch_lag(url: str, stop: threading.Event, lags: list[int]) -> None:
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while not stop.is_set():
+            projections = client.get("/v1/projections").json()
+            lags.append({p["name"]: p["lag"] for p in projections["projections"]}.get("redis", -1))
+            stop.wait(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    args = parser.parse_args()
+    ensure_wrk()
+    c = args.connections
+    publish_path = "/v1/queues/bench/messages"
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    publish_rate: dict[int, float] = {}
+    for workers in (1, 2):
+        base_runs, cairn_runs = [], []
+        for _ in range(args.rounds):
+            with baseline(workers) as b:
+                base_runs.append(wrk(b.url + publish_path, "publish.lua", args.seconds, c))
+            with cairn(workers) as s:
+                run = wrk(s.url + publish_path, "publish.lua", args.seconds, c)
+                check = check_stored(s, run.requests - run.errors, c, 1)
+                if run.errors:
+                    raise SystemExit(f"{run.errors} publishes failed")
+                cairn_runs.append(run)
+        b_rate = statistics.mean(r.per_s for r in base_runs)
+        s_rate = statistics.mean(r.per_s for r in cairn_runs)
+        publish_rate[workers] = s_rate
+        p50 = statistics.mean(r.p50_ms for r in cairn_runs)
+        p99 = statistics.mean(r.p99_ms for r in cairn_runs)
+        rows.append(
+            (
+                f"1. publish, {workers} worker{'s' * (workers > 1)}",
+                f"{s_rate:,.0f} req/s (p50 {p50:.1f} ms, p99 {p99:.1f} ms)",
+                f"{b_rate:,.0f} req/s",
+                f"{s_rate / b_rate:.2f}x",
+                f">= 0.5x  {check}",
+            )
+        )
+        print(*rows[-1], sep=" | ", flush=True)
+
+    batch_base, batch_cairn = [], []
+    for _ in range(args.rounds):
+        with baseline(1) as b:
+            batch_base.append(wrk(b.url + publish_path + "/batch", "batch.lua", args.seconds, c))
+        with cairn(1) as s:
+            run = wrk(s.url + publish_path + "/batch", "batch.lua", args.seconds, c)
+            check = check_stored(s, run.requests - run.errors, c, 100)
+            batch_cairn.append(run)
+            # 3: consume what was just published, with receive + batch ack.
+            cycle = wrk(s.url + "/v1/queues/bench/receive", "consume.lua", args.seconds, c)
+    b_rate = 100 * statistics.mean(r.per_s for r in batch_base)
+    s_rate = 100 * statistics.mean(r.per_s for r in batch_cairn)
+    rows.append(
+        (
+            "2. batch publish (100/request)",
+            f"{s_rate:,.0f} msg/s",
+            f"{b_rate:,.0f} msg/s",
+            f"{s_rate / b_rate:.2f}x",
+            f">= 50,000 msg/s  {check}",
+        )
+    )
+    print(*rows[-1], sep=" | ", flush=True)
+    acked = cycle.extra.get("acked", 0.0) / args.seconds
+    rows.append(
+        (
+            "3. receive + ack (max 10)",
+            f"{acked:,.0f} msg/s",
+            f"publish {publish_rate[1]:,.0f}/s",
+            f"{acked / publish_rate[1]:.2f}x",
+            ">= 0.5x the publish rate",
+        )
+    )
+    print(*rows[-1], sep=" | ", flush=True)
+
+    import redis
+
+    redis.Redis.from_url(args.redis_url).flushdb()
+    with cairn(1, "--redis-url", args.redis_url) as s:
+        stop, lags = threading.Event(), []
+        watcher = threading.Thread(target=watch_lag, args=(s.url, stop, lags))
+        watcher.start()
+        run = wrk(s.url + publish_path, "publish.lua", args.seconds, c)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not lags or lags[-1] != 0):
+            time.sleep(0.1)
+        stop.set()
+        watcher.join()
+    rows.append(
+        (
+            "4. publish with Redis Streams",
+            f"{run.per_s:,.0f} req/s",
+            f"max lag {max(lags):,} events",
+            f"final lag {lags[-1]}",
+            "lag stays bounded",
+        )
+    )
+    print(*rows[-1], sep=" | ", flush=True)
+
+    print("\n| target | Cairn | baseline / reference | ratio | goal |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(json.dumps({"machine": os.cpu_count(), "seconds": args.seconds, "rounds": args.rounds}))
+
+
+if __name__ == "__main__":
+    main()
