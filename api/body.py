@@ -3,7 +3,6 @@ Content-Length), the media type, and decoding into typed Structs with precise fi
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
@@ -50,36 +49,34 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def decode(
-    body: bytes,
-    type_: type[T],
-    *,
-    field_prefix: str = "body.",
-    empty_ok: bool = False,
-    max_depth: int | None = None,
+    body: bytes, type_: type[T], *, field_prefix: str = "body.", empty_ok: bool = False
 ) -> T:
     """Decode a JSON body into ``type_``: 400 if it is not JSON or not an object at all, 422
-    naming the field if a value is wrong, 422 if it nests deeper than ``max_depth``."""
+    naming the field if a value is wrong."""
     if not body.strip():
         if not empty_ok:
             raise ApiError(400, "a JSON request body is required")
         body = b"{}"
     try:
-        decoded = _decode_numbers_as_json_does(body, type_)
+        return _decode_numbers_as_json_does(body, type_)
     except msgspec.ValidationError as error:
         raise validation_error(str(error), field_prefix) from None
     except msgspec.DecodeError as error:
         raise ApiError(400, f"the request body is not valid JSON: {error}") from None
     except RecursionError:
-        raise _too_deep(max_depth) from None
-    # Checked on JSON already known to be valid: every quote then closes a string, which
-    # keeps the scan linear (on arbitrary bytes a string-skipping scan can go quadratic).
-    if (
-        max_depth is not None
-        and body.count(b"[") + body.count(b"{") > max_depth  # fewer openings: cannot be deeper
-        and json_depth(body) > max_depth
-    ):
-        raise _too_deep(max_depth)
-    return decoded
+        raise ApiError(422, "the request body is nested too deeply") from None
+
+
+def check_depth(raw: bytes | msgspec.Raw, allowed: int, field: str) -> None:
+    """422 if the (valid) JSON ``raw`` nests deeper than ``allowed``. A document with fewer
+    opening brackets than that cannot, so ordinary message bodies cost two ``count`` calls."""
+    data = bytes(raw)
+    if data.count(b"[") + data.count(b"{") > allowed and json_depth(data, allowed) > allowed:
+        raise ApiError(
+            422,
+            f"{field} nests deeper than {allowed} levels",
+            errors=[FieldError(field, f"nested deeper than {allowed} levels")],
+        )
 
 
 def _decode_numbers_as_json_does(body: bytes, type_: type[T]) -> T:
@@ -95,20 +92,21 @@ def _decode_numbers_as_json_does(body: bytes, type_: type[T]) -> T:
         return msgspec.json.decode(body, type=type_, strict=False)
 
 
-def _too_deep(max_depth: int | None) -> ApiError:
-    limit = f" (at most {max_depth} levels)" if max_depth is not None else ""
-    return ApiError(422, f"the request body is nested too deeply{limit}")
-
-
 _STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
-_STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_INNERMOST: Final = re.compile(rb"\[\]|\{\}")
 
 
-def json_depth(document: bytes) -> int:
-    """How deeply arrays and objects nest in a valid JSON document."""
+def json_depth(document: bytes, limit: int = 1_000_000) -> int:
+    """How deeply arrays and objects nest in a valid JSON document (counting stops past
+    ``limit``). Strings out, brackets only, then innermost pairs peeled off one level per
+    pass. Valid JSON only: then every quote closes a string, which keeps the scan linear."""
     brackets = _STRING.sub(b"", document).translate(None, _NOT_BRACKETS)
-    return max(itertools.accumulate(_STEP[b] for b in brackets), default=0)
+    depth = 0
+    while brackets and depth <= limit:
+        brackets = _INNERMOST.sub(b"", brackets)
+        depth += 1
+    return depth
 
 
 def convert(values: Mapping[str, Any], type_: type[T], *, field_prefix: str) -> T:

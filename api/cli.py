@@ -6,8 +6,11 @@ import argparse
 import asyncio
 import os
 import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -37,6 +40,11 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--log-level", choices=config.LOG_LEVELS)
     p.add_argument("--log-format", choices=("json", "console"))
     p.add_argument("--log-file", help="write logs here, rotated by size")
+    p.add_argument(
+        "--projector",
+        choices=("process", "embedded"),
+        help="apply projections in a process of their own (default) or in each worker",
+    )
     p.add_argument(
         "--durability",
         choices=("full", "normal"),
@@ -83,6 +91,8 @@ def serve(args: argparse.Namespace) -> int:
     from broker.store.tortoise import migrate
     from projections.models import APPS
 
+    if args.projector is None and config.env_name("projector") not in os.environ:
+        args.projector = "process"
     settings = _settings(args)
     try:
         asyncio.run(migrate(settings.database_url, APPS))
@@ -92,18 +102,87 @@ def serve(args: argparse.Namespace) -> int:
     # uvicorn stops gracefully on SIGTERM, then raises the signal again under the handler
     # that was in place before it started; make that last step a clean exit, not a kill.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
-        "api.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=8,
-        server_header=False,
+    projector = _Supervised([sys.executable, "-m", "api.cli", "projector"])
+    if settings.projector == "process":
+        projector.start()
+    try:
+        uvicorn.run(
+            "api.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=8,
+            server_header=False,
+        )
+    finally:
+        projector.stop()
+    return 0
+
+
+class _Supervised:
+    """A child process kept running until ``stop``: restarted (after a second) if it dies."""
+
+    def __init__(self, args: list[str]) -> None:
+        self._args = args
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="cairn-projector", daemon=True)
+
+    def start(self) -> None:
+        self._process = self._spawn()
+        self._thread.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        # A session of its own: a Ctrl-C or a signal to the terminal's process group reaches
+        # `serve` only, which stops the child itself once the workers are done.
+        return subprocess.Popen(self._args, start_new_session=True)
+
+    def _keep(self) -> None:
+        while not self._stopping.is_set():
+            assert self._process is not None
+            code = self._process.wait()
+            if self._stopping.is_set():
+                return
+            print(f"cairn: the projector process exited ({code}); restarting it", file=sys.stderr)
+            if self._stopping.wait(1.0):
+                return
+            self._process = self._spawn()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+def projector(args: argparse.Namespace) -> int:
+    """The hidden ``cairn projector`` command that ``serve`` starts: settings come from the
+    CAIRN_* variables ``serve`` exported."""
+    from api import logs
+    from api.projector import run
+
+    settings = config.from_env()
+    # A file of its own: two processes rotating one file by size would trip over each other.
+    log_file = None
+    if settings.log_file:
+        path = Path(settings.log_file)
+        log_file = str(path.with_name(f"{path.stem}.projector{path.suffix}"))
+    logs.configure(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        file=log_file,
+        max_bytes=settings.log_file_max_bytes,
+        backups=settings.log_file_backups,
     )
+    asyncio.run(run(settings))
     return 0
 
 
@@ -157,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _serve_parser(sub)
     _projections_parser(sub)
     _token_parser(sub)
+    sub.add_parser("projector", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -165,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return projections(args)
         if args.command == "token":
             return token(args)
+        if args.command == "projector":
+            return projector(args)
     except ConfigError as error:
         return _fail(str(error))
     return _fail(f"unknown command {args.command}")

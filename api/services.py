@@ -56,11 +56,16 @@ class Services:
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
-    def projections(self) -> dict[str, int]:
-        """Every projector and the position it has applied."""
+    async def projections(self) -> dict[str, int]:
+        """Every projector and the position it has applied. The Redis publisher's checkpoint
+        is read from Redis itself when it runs in the projector process."""
         positions = {name: w.value for name, w in self.runner.watermarks.items()}
         if self.publisher is not None:
             positions[self.publisher.name] = self.publisher.watermark.value
+        elif self.redis is not None:
+            published = await redis_streams.published_position(self.redis)
+            if published is not None:
+                positions[redis_streams.RedisStreamPublisher.name] = published
         return positions
 
     async def log_position(self, min_position: int | None) -> int:
@@ -86,15 +91,9 @@ class Services:
         field_prefix: str = "body.",
         empty_ok: bool = False,
     ) -> T:
-        """Read the body under the size limit and decode it under the depth limit."""
+        """Read the body under the size limit and decode it."""
         raw = await read_body(request, self.settings.max_request_bytes)
-        return decode(
-            raw,
-            type_,
-            field_prefix=field_prefix,
-            empty_ok=empty_ok,
-            max_depth=self.settings.max_json_depth,
-        )
+        return decode(raw, type_, field_prefix=field_prefix, empty_ok=empty_ok)
 
     async def execute(self, command: AnyCommand) -> Reply:
         try:
@@ -136,9 +135,10 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
         store, read_models, [ViewsProjector()], coalesce_s=settings.projection_coalesce_s
     )
     await runner.start()
+    embedded = settings.projector == "embedded"
     publisher = (
         redis_streams.RedisStreamPublisher(store, redis, head, maxlen=settings.redis_stream_maxlen)
-        if redis is not None
+        if redis is not None and embedded
         else None
     )
     tail = LogTail(store, head, redis_streams.RedisFollower(redis) if redis is not None else None)
@@ -164,7 +164,9 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
         publisher=publisher,
     )
     running.tasks = [
-        asyncio.create_task(runner.run(head), name="cairn-projections"),
+        asyncio.create_task(
+            runner.run(head) if embedded else runner.follow(), name="cairn-projections"
+        ),
         asyncio.create_task(sweep_forever(writer, settings.sweep_interval_s), name="cairn-sweeper"),
         asyncio.create_task(_follow_head(store, head, signals), name="cairn-head"),
         asyncio.create_task(tail.run(), name="cairn-tail"),

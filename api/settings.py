@@ -44,6 +44,9 @@ class Settings(msgspec.Struct, kw_only=True):
     max_request_bytes: int = 1024 * 1024
     max_message_bytes: int = 256 * 1024
     max_json_depth: int = 64
+    projector: Literal["embedded", "process"] = "embedded"
+    """Where projections are applied: in each serving process, or in one process of their own
+    that ``cairn serve`` starts beside the workers (its default)."""
     sweep_interval_s: float = 0.5
     projection_coalesce_s: float = 0.01
     read_wait_s: float = 5.0

@@ -21,12 +21,21 @@ from typing import Any, Final
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from broker.notify import Watermark
 from broker.ports import EventStore, StoredEvent
 
-__all__ = ["Redis", "RedisFollower", "RedisStreamPublisher", "connect", "ping"]
+__all__ = [
+    "Redis",
+    "RedisFollower",
+    "RedisStreamPublisher",
+    "connect",
+    "ping",
+    "published_position",
+]
 
 log = structlog.get_logger(component="cairn.redis")
 
@@ -36,8 +45,14 @@ _UNAVAILABLE: Final = (RedisError, OSError, asyncio.TimeoutError)
 
 
 def connect(url: str) -> Redis:
+    # Quick retries: after Redis comes back the first command on a pooled connection finds it
+    # dead; redis-py's default backoff (from 1 s) would outlast a readiness probe's timeout.
     client: Redis = Redis.from_url(
-        url, socket_connect_timeout=2, health_check_interval=10, decode_responses=False
+        url,
+        socket_connect_timeout=2,
+        health_check_interval=10,
+        decode_responses=False,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 3),
     )
     return client
 
@@ -45,6 +60,19 @@ def connect(url: str) -> Redis:
 def _position(entry_id: bytes | str) -> int:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return int(text.split("-", 1)[0])
+
+
+async def _last_position(client: Redis) -> int:
+    last: Any = await client.xrevrange(EVENTS_STREAM, count=1)
+    return _position(last[0][0]) if last else 0
+
+
+async def published_position(client: Redis, wait_s: float = 1.0) -> int | None:
+    """How far the streams reach, whoever publishes them; None if Redis does not answer."""
+    try:
+        return await asyncio.wait_for(_last_position(client), wait_s)
+    except _UNAVAILABLE:
+        return None
 
 
 async def ping(client: Redis, wait_s: float = 1.0) -> bool:
@@ -90,8 +118,7 @@ class RedisStreamPublisher:
 
     async def published(self) -> int:
         """The checkpoint: the position of the last entry of ``cairn:events`` (0: none)."""
-        last: Any = await self._client.xrevrange(EVENTS_STREAM, count=1)
-        return _position(last[0][0]) if last else 0
+        return await _last_position(self._client)
 
     async def _follow(self) -> None:
         position = await self.published()

@@ -140,6 +140,16 @@ class ProjectionRunner:
         await self._db.transaction(reset)
         self.watermarks[name].rewind(0)
 
+    async def follow(self, interval_s: float = 0.02) -> None:
+        """Apply nothing; keep the watermarks current with the checkpoints another process's
+        runner moves (see ``api/projector.py``), so reads here can wait on them."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("projection_follow_failed")
+            await asyncio.sleep(interval_s)
+
     async def run(self, head: Watermark, *, idle_timeout: float = 1.0) -> None:
         """Follow the log for ever: catch up, then sleep until the head moves past us."""
         while True:

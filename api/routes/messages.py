@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.body import convert
+from api.body import check_depth, convert
 from api.endpoints import Endpoints
 from api.problems import ApiError, FieldError
 from api.responses import json_response, no_content
@@ -57,7 +57,8 @@ def _message_id(request: Request) -> str:
     return message_id
 
 
-def _new_message(s: Services, req: PublishRequest, field: str) -> NewMessage:
+def _new_message(s: Services, req: PublishRequest, field: str, nesting: int) -> NewMessage:
+    """``nesting``: how deep the body sits in the request, which counts towards the limit."""
     size = len(req.body)
     if size > s.settings.max_message_bytes:
         raise ApiError(
@@ -65,6 +66,8 @@ def _new_message(s: Services, req: PublishRequest, field: str) -> NewMessage:
             f"message body is {size} bytes, more than {s.settings.max_message_bytes}",
             errors=[FieldError(field, f"larger than {s.settings.max_message_bytes} bytes")],
         )
+    # Everything else in a request is typed, so only a body can nest without bound.
+    check_depth(req.body, s.settings.max_json_depth - nesting, field)
     return NewMessage(
         message_id=s.writer.new_id(),
         body=req.body,
@@ -88,7 +91,7 @@ async def publish(request: Request) -> Response:
     name = queue_name(request)
     req = await s.request_body(request, PublishRequest)
     reply = await s.execute(
-        PublishMessages(queue=name, messages=(_new_message(s, req, "body.body"),))
+        PublishMessages(queue=name, messages=(_new_message(s, req, "body.body", nesting=1),))
     )
     assert isinstance(reply, PublishReply)
     result = reply.results[0]
@@ -112,7 +115,8 @@ async def publish_batch(request: Request) -> Response:
     name = queue_name(request)
     req = await s.request_body(request, BatchPublishRequest, field_prefix="")
     messages = tuple(
-        _new_message(s, entry, f"messages[{i}].body") for i, entry in enumerate(req.messages)
+        _new_message(s, entry, f"messages[{i}].body", nesting=3)
+        for i, entry in enumerate(req.messages)
     )
     reply = await s.execute(PublishMessages(queue=name, messages=messages))
     assert isinstance(reply, PublishReply)

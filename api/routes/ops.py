@@ -41,7 +41,7 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     s = services(request)
     head = await s.store.head()
-    s.metrics.set_read_side(head, s.projections(), await queries.queue_depths(now_us()))
+    s.metrics.set_read_side(head, await s.projections(), await queries.queue_depths(now_us()))
     return Response(s.metrics.render(), media_type=metrics_module.CONTENT_TYPE)
 
 
@@ -62,6 +62,6 @@ async def projections(request: Request) -> Response:
     head = await s.store.head()
     infos = [
         ProjectionInfo(name, position, max(0, head - position))
-        for name, position in s.projections().items()
+        for name, position in (await s.projections()).items()
     ]
     return json_response(ProjectionsResponse(infos, head))

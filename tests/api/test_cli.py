@@ -187,3 +187,56 @@ def test_rebuild_while_serving_gives_the_same_read_models(tmp_path: Path) -> Non
         )
     finally:
         server.stop()
+
+
+def _projector_pids(database: Path) -> list[int]:
+    """The projector processes started for this database (by their CAIRN_DATABASE_URL)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            b"projector" in cmdline
+            and f"CAIRN_DATABASE_URL=sqlite:///{database}".encode() in environ
+        ):
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_killed_projector_process_is_started_again(tmp_path: Path) -> None:
+    server = make_server(tmp_path).start()
+    try:
+        client = server.client()
+        client.post("/v1/queues", json={"name": "p"})
+        [pid] = _projector_pids(server.database)
+        os.kill(pid, signal.SIGKILL)
+        published = client.post("/v1/queues/p/messages", json={"body": 1}).json()
+        read = client.get("/v1/queues/p", params={"min_position": published["position"]})
+        deadline = time.monotonic() + 15
+        while read.status_code == 503:  # the wait may outlast CAIRN_READ_WAIT_S once
+            assert time.monotonic() < deadline
+            read = client.get("/v1/queues/p", params={"min_position": published["position"]})
+        assert read.json()["stats"]["published_total"] == 1
+        [again] = _projector_pids(server.database)
+        assert again != pid
+    finally:
+        server.stop()
+    assert _projector_pids(server.database) == []  # stopped with the server
+
+
+def test_projections_can_run_inside_the_serving_process(tmp_path: Path) -> None:
+    server = make_server(tmp_path, "--projector", "embedded").start()
+    try:
+        client = server.client()
+        client.post("/v1/queues", json={"name": "e"})
+        published = client.post("/v1/queues/e/messages", json={"body": 1}).json()
+        read = client.get("/v1/queues/e", params={"min_position": published["position"]})
+        assert read.json()["stats"]["published_total"] == 1
+        assert _projector_pids(server.database) == []
+    finally:
+        server.stop()

@@ -292,11 +292,17 @@ def test_workers_share_one_feed(tmp_path: Path, shared_redis: tuple[str, redis.R
             if len(published_by) == 2 and i >= 20:
                 break
         assert len(published_by) == 2
-        last.append(position)
+        # Name the end first, then make it: a feed may already have everything up to now.
+        last.append(position + 1)
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert (
+                http.post("/v1/queues/w/messages", json={"body": "end"}).json()["position"]
+                == position + 1
+            )
         for thread, _, _ in followers:
             thread.join(30)
             assert not thread.is_alive()
         for _, seen, _ in followers:
-            assert seen == list(range(1, position + 1))
+            assert seen == list(range(1, position + 2))
     finally:
         server.stop()

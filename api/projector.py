@@ -1,0 +1,94 @@
+"""The projector process: applies the log to the read models and to Redis Streams, beside the
+serving processes, which then only follow its checkpoints.
+
+Why a process of its own: every command makes events (a message makes three: published,
+leased, acked), and folding them costs Python time. In a serving process that time is taken
+from HTTP on the same GIL; in ``--workers N`` every worker would also fold the same events
+and all but one would throw the work away. Here one process does it once, on the other core.
+
+It learns of new events by reading the log's head every few milliseconds (a primary-key MAX,
+in this process), and stops when told to or when the process that started it is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from typing import Any, Final
+
+import structlog
+
+from api.settings import Settings
+from broker.notify import Watermark
+from broker.store.sqlite import SqliteEventStore
+from projections import redis_streams
+from projections.database import ReadModelDatabase
+from projections.models import views_file
+from projections.runner import ProjectionRunner
+from projections.views.projector import ViewsProjector
+
+log = structlog.get_logger(component="cairn.projector")
+
+_HEAD_POLL_S: Final = 0.002
+_PARENT_CHECK_S: Final = 1.0
+
+
+async def run(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    store = SqliteEventStore(settings.sqlite_file, durability=settings.durability)
+    await store.open()
+    read_models = ReadModelDatabase(views_file(settings.sqlite_file))
+    await read_models.open()
+    redis = redis_streams.connect(settings.redis_url) if settings.redis_url else None
+    head = Watermark(await store.head())
+    runner = ProjectionRunner(
+        store, read_models, [ViewsProjector()], coalesce_s=settings.projection_coalesce_s
+    )
+    await runner.start()
+    tasks: list[asyncio.Task[Any]] = [
+        asyncio.create_task(runner.run(head), name="cairn-projections"),
+        asyncio.create_task(_follow_head(store, head), name="cairn-head"),
+        asyncio.create_task(_watch_parent(stop), name="cairn-parent"),
+    ]
+    if redis is not None:
+        publisher = redis_streams.RedisStreamPublisher(
+            store, redis, head, maxlen=settings.redis_stream_maxlen
+        )
+        tasks.append(asyncio.create_task(publisher.run(), name="cairn-redis-publisher"))
+    log.info("projector_started", head=head.value, redis=redis is not None)
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if redis is not None:
+            await redis.aclose()
+        await read_models.close()
+        await store.close()
+        log.info("projector_stopped", positions={n: w.value for n, w in runner.watermarks.items()})
+
+
+async def _follow_head(store: SqliteEventStore, head: Watermark) -> None:
+    while True:
+        head.advance(await store.head())
+        await asyncio.sleep(_HEAD_POLL_S)
+
+
+async def _watch_parent(stop: asyncio.Event) -> None:
+    """Stop if the process that started us is gone (even a kill -9 of it)."""
+    parent = os.getppid()
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning("projector_orphaned")
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _PARENT_CHECK_S)
