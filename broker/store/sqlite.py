@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal, TypeVar
@@ -45,6 +46,7 @@ Durability = Literal["full", "normal"]
 
 _SYNCHRONOUS: Final = {"full": 2, "normal": 1}
 _MAX_PARAMS: Final = 500
+_LOCK_RETRY_S: Final = 0.0002
 _EVENT_COLUMNS: Final = "position, type, at, queue, message_id, data"
 _QUEUE_COLUMNS: Final = (
     "queue_id, name, visibility_timeout_s, delay_s, retention_s, max_receive_count,"
@@ -83,9 +85,8 @@ class SqliteEventStore:
         self._write_conn = self._read_conn = None
 
     def _connect(self, readonly: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000
-        )
+        timeout_ms = self._busy_timeout_ms if readonly else 0  # the writer retries in _begin
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout_ms / 1000)
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
@@ -96,7 +97,7 @@ class SqliteEventStore:
                 raise StoreUnavailableError(
                     f"{self.path}: synchronous is {actual}, wanted {self.durability}"
                 )
-            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            conn.execute(f"PRAGMA busy_timeout={timeout_ms}")
             if readonly:
                 conn.execute("PRAGMA query_only=1")
             conn.execute("SELECT 1 FROM events LIMIT 0")
@@ -135,7 +136,7 @@ class SqliteEventStore:
     def _transact(self, fn: Callable[[StateTx], T]) -> T:
         conn = self._write_conn
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin(conn)
         try:
             tx = _SqliteTx(conn)
             result = fn(tx)
@@ -146,6 +147,22 @@ class SqliteEventStore:
                 conn.execute("ROLLBACK")
             raise
         return result
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting for another process's writer in short steps.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10 ms and more between attempts; a writer
+        holds the lock for a millisecond or two, so with ``--workers N`` most of that sleep
+        is lost. The writer connection is opened with no busy timeout and retries here."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(_LOCK_RETRY_S)
 
     async def read(
         self,
