@@ -24,7 +24,7 @@ from broker.commands import (
     VisibilityTimeout,
     WaitSeconds,
 )
-from broker.decide import Delivery
+from broker.decide import Delivery, Published
 from projections.queries import PublicStatus, QueueResource
 
 MinPosition = Annotated[int, Meta(ge=0, description="Wait until the read model reflects it.")]
@@ -88,10 +88,8 @@ class RedriveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
-class PublishResponse(msgspec.Struct):
-    id: str
-    position: int
-    duplicate: bool
+PublishResponse = Published
+"""A publish's answer is the writer's own reply, encoded as it is."""
 
 
 class BatchPublishResponse(msgspec.Struct):

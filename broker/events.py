@@ -162,11 +162,15 @@ def encode_at(at: datetime) -> str:
     return text
 
 
+_DATA_FIELDS: Final[dict[type, tuple[str, ...]]] = {
+    cls: tuple(name for name in cls.__struct_fields__ if name not in _COMMON)
+    for cls in AnyEvent.__args__
+}
+
+
 def encode_data(event: AnyEvent) -> bytes:
     """The event's own fields (everything but the common envelope), as JSON."""
-    fields: dict[str, Any] = {
-        name: getattr(event, name) for name in event.__struct_fields__ if name not in _COMMON
-    }
+    fields: dict[str, Any] = {name: getattr(event, name) for name in _DATA_FIELDS[type(event)]}
     return _encoder.encode(fields)
 
 

@@ -96,7 +96,7 @@ async def publish(request: Request) -> Response:
     assert isinstance(reply, PublishReply)
     result = reply.results[0]
     return json_response(
-        PublishResponse(result.id, result.position, result.duplicate),
+        result,
         200 if result.duplicate else 201,
     )
 
@@ -121,9 +121,7 @@ async def publish_batch(request: Request) -> Response:
     reply = await s.execute(PublishMessages(queue=name, messages=messages))
     assert isinstance(reply, PublishReply)
     return json_response(
-        BatchPublishResponse(
-            [PublishResponse(r.id, r.position, r.duplicate) for r in reply.results]
-        ),
+        BatchPublishResponse(reply.results),
         201,
     )
 
