@@ -15,6 +15,7 @@ Clients are Python asyncio in one process with each system's own async driver; f
 minimal keep-alive HTTP/1.1 client, so that no peer pays for a heavier client than another.
 
 Usage: scripts/bench_peers.py [--messages 20000] [--only cairn,rabbitmq,postgres,redis]
+                              [--cairn-workers 1]
 """
 
 from __future__ import annotations
@@ -123,8 +124,11 @@ class Http:
                 await self.writer.wait_closed()
 
 
+CAIRN_WORKERS = [1]
+
+
 async def bench_cairn(total: int) -> dict[str, float]:
-    with cairn(1) as server:
+    with cairn(CAIRN_WORKERS[0]) as server:
         port = int(server.url.rsplit(":", 1)[1])
         producers = [Http(port) for _ in range(PRODUCERS)]
         idle = list(producers)
@@ -285,7 +289,9 @@ def main() -> None:
     )
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--only", default=",".join(SYSTEMS))
+    parser.add_argument("--cairn-workers", type=int, default=1)
     args = parser.parse_args()
+    CAIRN_WORKERS[0] = args.cairn_workers
     total = args.messages - args.messages % PRODUCERS
     print(f"{total:,} messages, {PRODUCERS} producers, {CONSUMERS} consumers\n")
     print("| system | durable | messages/s | p50 latency | p99 latency |")
