@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
 
 import structlog
 
@@ -30,8 +29,6 @@ from broker.ports import Clock, EventStore, system_clock
 from broker.state import StateTx
 
 log = structlog.get_logger(component="cairn.writer")
-
-_STOP: Final = object()
 
 
 @dataclass(slots=True)
@@ -97,7 +94,8 @@ class Writer:
         self._new_id = new_id
         self._new_receipt = new_receipt
         self._max_batch = max_batch
-        self._pending: asyncio.Queue[tuple[AnyCommand, asyncio.Future[Reply]] | object] = (
+        # None is the stop sentinel: everything queued before it is still committed.
+        self._pending: asyncio.Queue[tuple[AnyCommand, asyncio.Future[Reply]] | None] = (
             asyncio.Queue()
         )
         self._task: asyncio.Task[None] | None = None
@@ -120,7 +118,7 @@ class Writer:
         self._accepting = False
         if self._task is None:
             return
-        self._pending.put_nowait(_STOP)
+        self._pending.put_nowait(None)
         await self._task
         self._task = None
 
@@ -146,10 +144,10 @@ class Writer:
             item = await self._pending.get()
             batch: list[tuple[AnyCommand, asyncio.Future[Reply]]] = []
             while True:
-                if item is _STOP:
+                if item is None:
                     stopping = True
                 else:
-                    batch.append(item)  # type: ignore[arg-type]
+                    batch.append(item)
                 if len(batch) >= self._max_batch or self._pending.empty():
                     break
                 item = self._pending.get_nowait()

@@ -8,7 +8,7 @@ delay ending is not an event.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, cast
 
 import msgspec
 from tortoise import connections
@@ -22,7 +22,6 @@ from projections.views import queues as queue_view
 PublicStatus: TypeAlias = Literal[
     "available", "delayed", "in_flight", "acked", "dead_lettered", "expired", "purged", "redriven"
 ]
-PUBLIC_STATUSES: Final[tuple[str, ...]] = PublicStatus.__args__  # type: ignore[attr-defined]
 
 
 class QueueStats(msgspec.Struct, kw_only=True):
@@ -92,7 +91,9 @@ def public_status(status: str, visible_at: int, now: int) -> PublicStatus:
         return "available" if visible_at <= now else "delayed"
     if status == "leased":
         return "in_flight"
-    return status  # type: ignore[return-value]  # the remaining stored names are public as-is
+    # The remaining stored names (acked, dead_lettered, expired, purged, redriven) are public
+    # as they are.
+    return cast(PublicStatus, status)
 
 
 async def _stats(queue_ids: list[int], now: int) -> dict[int, tuple[int, int, int, int | None]]:

@@ -184,13 +184,20 @@ def wrk(
         env={**os.environ, **(env or {})},
     )
     out = result.stdout
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    per_s = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(_found(r"(\d+) requests in", out))
+    per_s = float(_found(r"Requests/sec:\s+([\d.]+)", out))
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     p50 = _latency(out, "50%")
     p99 = _latency(out, "99%")
     extra = {k: float(v) for k, v in re.findall(r"^CAIRN (\w+) ([\d.]+)$", out, re.M)}
     return Run(requests, per_s, errors, p50, p99, extra)
+
+
+def _found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        raise SystemExit(f"wrk printed no {pattern!r}:\n{text}")
+    return match.group(1)
 
 
 def _latency(out: str, percentile: str) -> float:

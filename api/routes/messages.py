@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
+from typing import Final, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,14 +43,18 @@ from broker.commands import (
     PublishMessages,
     ReceiveMessages,
 )
-from broker.decide import AckReply, ExtendReply, NackReply, PublishReply, ReceiveReply
+from broker.decide import AckOutcome, AckReply, ExtendReply, NackReply, PublishReply, ReceiveReply
 from broker.state import to_us
 from projections import queries
 from projections.queries import MessagePage, MessageResource
 
 endpoints = Endpoints("messages")
 
-_ACK_STATUS = {"acked": 204, "lease_lost": 409, "not_found": 404}
+_ACK_STATUS: Final[dict[AckOutcome, Literal[204, 404, 409]]] = {
+    "acked": 204,
+    "lease_lost": 409,
+    "not_found": 404,
+}
 
 
 def _message_id(request: Request) -> str:
@@ -222,7 +227,7 @@ async def ack_batch(request: Request) -> Response:
     reply = await s.execute(AckMessages(queue=name, entries=entries))
     assert isinstance(reply, AckReply)
     return json_response(
-        BatchAckResponse([AckResult(mid, _ACK_STATUS[o]) for mid, o in reply.results])  # type: ignore[arg-type]
+        BatchAckResponse([AckResult(mid, _ACK_STATUS[o]) for mid, o in reply.results])
     )
 
 

@@ -22,14 +22,14 @@ from tests.helpers import START, Counter, fresh_database, message
 CTX = Context(now=START, new_id=Counter("id"), new_receipt=Counter("r"))
 
 
-def _create(name: str):  # type: ignore[no-untyped-def]
+def _create(name: str):
     def run(tx: StateTx) -> int:
         return tx.append(decide(tx, CreateQueue(queue=name, settings=QueueSettings()), CTX).events)
 
     return run
 
 
-def _publish(queue: str, count: int):  # type: ignore[no-untyped-def]
+def _publish(queue: str, count: int):
     def run(tx: StateTx) -> int:
         command = PublishMessages(queue=queue, messages=tuple(message(i) for i in range(count)))
         return tx.append(decide(tx, command, CTX).events)
@@ -144,7 +144,7 @@ class TestSqliteStore(EventStoreContract):
     async def test_commits_are_durable_by_default_and_checked(self, tmp_path: Path) -> None:
         path = fresh_database(tmp_path)
         for durability, expected in (("full", 2), ("normal", 1)):
-            store = SqliteEventStore(str(path), durability=durability)  # type: ignore[arg-type]
+            store = SqliteEventStore(str(path), durability=durability)
             await store.open()
             try:
                 pragmas = await store.pragmas()

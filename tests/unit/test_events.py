@@ -42,7 +42,7 @@ def _strategy(cls: type[Any]) -> st.SearchStrategy[Any]:
     return st.builds(cls, **overrides)
 
 
-any_event = st.one_of(*[_strategy(cls) for cls in events.AnyEvent.__args__])  # type: ignore[attr-defined]
+any_event = st.one_of(*[_strategy(cls) for cls in events.AnyEvent.__args__])
 
 
 def _stored(position: int, event: events.AnyEvent) -> StoredEvent:
@@ -84,7 +84,7 @@ def test_the_public_json_has_the_envelope_and_the_events_own_fields(
 
 
 def test_every_event_type_is_listed_once() -> None:
-    tags = [cls.__struct_config__.tag for cls in events.AnyEvent.__args__]  # type: ignore[attr-defined]
+    tags = [cls.__struct_config__.tag for cls in events.AnyEvent.__args__]
     assert sorted(tags) == sorted(events.EVENT_TYPES)
     assert len(set(tags)) == len(tags)
 
