@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -59,6 +60,15 @@ def _projections_parser(sub: Any) -> None:
     rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
     rebuild.add_argument("--database-url", help="as for serve")
     rebuild.add_argument("--redis-url", help="as for serve (needed to rebuild 'redis')")
+
+
+def _backup_parsers(sub: Any) -> None:
+    backup = sub.add_parser("backup", help="a consistent copy of the store, while it runs")
+    backup.add_argument("path", help="where the copy goes (a new file)")
+    backup.add_argument("--database-url", help="as for serve")
+    restore = sub.add_parser("restore", help="put a backup back (stop the server first)")
+    restore.add_argument("path", help="the backup to restore")
+    restore.add_argument("--database-url", help="as for serve")
 
 
 def _token_parser(sub: Any) -> None:
@@ -163,6 +173,22 @@ class _Supervised:
                 self._process.wait()
 
 
+def backup_or_restore(args: argparse.Namespace) -> int:
+    from api.backup import BackupError, backup, restore
+
+    settings = _settings(args)
+    try:
+        if args.command == "backup":
+            position = backup(settings.sqlite_file, args.path)
+            print(f"backed up {settings.sqlite_file} to {args.path} at position {position}")
+        else:
+            position = restore(args.path, settings.sqlite_file)
+            print(f"restored {args.path} to {settings.sqlite_file} at position {position}")
+    except (BackupError, sqlite3.Error) as error:
+        return _fail(str(error), 1)
+    return 0
+
+
 def projector(args: argparse.Namespace) -> int:
     """The hidden ``cairn projector`` command that ``serve`` starts: settings come from the
     CAIRN_* variables ``serve`` exported."""
@@ -236,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _serve_parser(sub)
     _projections_parser(sub)
     _token_parser(sub)
+    _backup_parsers(sub)
     sub.add_parser("projector", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -247,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return token(args)
         if args.command == "projector":
             return projector(args)
+        if args.command in ("backup", "restore"):
+            return backup_or_restore(args)
     except ConfigError as error:
         return _fail(str(error))
     return _fail(f"unknown command {args.command}")

@@ -145,7 +145,13 @@ class ProjectionRunner:
         runner moves (see ``api/projector.py``), so reads here can wait on them."""
         while True:
             try:
-                await self.refresh()
+                for name, position in (await self.checkpoints()).items():
+                    watermark = self.watermarks.get(name)
+                    if watermark is not None:
+                        # Follow it down too: a rebuild rewinds the checkpoint, and reads
+                        # must not claim a position the read model no longer reflects.
+                        watermark.rewind(position)
+                        watermark.advance(position)
             except Exception:
                 log.exception("projection_follow_failed")
             await asyncio.sleep(interval_s)
