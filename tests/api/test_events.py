@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import connect_sse
 
 from tests.api.conftest import Server, make_server, problem
 from tests.api.feeds import Frame, events, frames
@@ -69,22 +70,30 @@ def test_a_feed_replays_from_zero_then_follows(
     expected = log(http)
     with (
         httpx.Client(base_url=server.url, timeout=30) as client,
-        client.stream("GET", "/v1/events/stream", params={"after": 0}) as response,
+        connect_sse(client, "GET", "/v1/events/stream", params={"after": 0}) as source,
     ):
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        stream = frames(response)
-        first = next(stream)
-        assert first.retry is not None and 0 < first.retry <= 5000
-        replayed = [next(stream) for _ in expected]
-        assert [(f.id, f.event, f.data) for f in replayed] == [
+        assert source.response.status_code == 200
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        events = (e for e in source.iter_sse() if e.id)  # the retry-only block has no id
+        replayed = [next(events) for _ in expected]
+        assert [(int(e.id), e.event, e.json()) for e in replayed] == [
             (e["position"], e["type"], e) for e in expected
         ]
         published = http.post(f"/v1/queues/{queue}/messages", json={"body": "live"})
         answered = time.monotonic()
-        live = next(f for f in stream if f.id is not None)
+        live = next(events)
         assert time.monotonic() - answered < 1.0
-        assert live.id == published.json()["position"] and live.data["data"]["body"] == "live"
+        assert int(live.id) == published.json()["position"]
+        assert live.json()["data"]["body"] == "live"
+
+
+def test_the_first_frame_sets_the_reconnection_delay(server: Server) -> None:
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as client,
+        client.stream("GET", "/v1/events/stream") as response,
+    ):
+        first = next(frames(response))
+        assert first.retry is not None and 0 < first.retry <= 5000
 
 
 def test_a_resumed_feed_misses_nothing_and_repeats_nothing(
@@ -105,17 +114,23 @@ def test_a_resumed_feed_misses_nothing_and_repeats_nothing(
     producer.start()
     seen: list[int] = []
     try:
-        last_id: int | None = 0
+        last_id = 0
         for _ in range(4):  # connect, read a while, drop the connection, resume
-            headers = {"Last-Event-ID": str(last_id)}
             with (
                 httpx.Client(base_url=server.url, timeout=30) as client,
-                client.stream(
-                    "GET", f"/v1/queues/{queue}/events/stream", headers=headers
-                ) as response,
+                connect_sse(
+                    client,
+                    "GET",
+                    f"/v1/queues/{queue}/events/stream",
+                    headers={"Last-Event-ID": str(last_id)},
+                ) as source,
             ):
-                got = events(response, 25)
-            seen += [f.id for f in got if f.id is not None]
+                for event in source.iter_sse():
+                    if not event.id:  # the opening block: retry only
+                        continue
+                    seen.append(int(event.id))
+                    if len(seen) % 25 == 0:
+                        break
             last_id = seen[-1]
     finally:
         stop.set()
