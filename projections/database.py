@@ -21,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from broker.store.sqlite import write_transaction
+
 T = TypeVar("T")
 
 
@@ -44,12 +46,11 @@ class ReadModelDatabase:
         self._executor, self._conn = None, None
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000
-        )
+        # No busy timeout of its own: write_transaction waits for the lock in finer steps
+        # (reads never wait in WAL mode).
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         conn.row_factory = sqlite3.Row
         return conn
 
@@ -63,17 +64,8 @@ class ReadModelDatabase:
         return await self._run(self._transaction, fn)
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
+        assert self._conn is not None
+        return write_transaction(self._conn, fn, self._busy_timeout_ms / 1000)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read-only ``fn`` on this connection."""

@@ -80,14 +80,14 @@ def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def baseline(workers: int) -> Iterator[Server]:
+def baseline(workers: int, app: str = "scripts.baseline_app:app") -> Iterator[Server]:
     port = free_port()
     process = subprocess.Popen(
         [
             PYTHON,
             "-m",
             "uvicorn",
-            "scripts.baseline_app:app",
+            app,
             "--port",
             str(port),
             "--workers",

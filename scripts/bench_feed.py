@@ -16,28 +16,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.bench import baseline, cairn  # the same server launchers as bench.py
+
 _ID = re.compile(rb"(?:^|\n)id: (\d+)\n")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -157,74 +149,6 @@ async def run_case(
     }
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit("server did not start")
-
-
-def start_cairn(directory: Path, redis_url: str | None) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    args = [
-        PYTHON,
-        "-m",
-        "api.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--database-url",
-        f"sqlite:///{directory / 'bench.db'}",
-        "--log-level",
-        "warning",
-    ]
-    if redis_url:
-        args += ["--redis-url", redis_url]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-    process = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    wait_ready(f"http://127.0.0.1:{port}", process)
-    httpx.post(f"http://127.0.0.1:{port}/v1/queues", json={"name": "bench"}).raise_for_status()
-    return process, port
-
-
-def start_baseline() -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "scripts.baseline_sse:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_ready(f"http://127.0.0.1:{port}", process)
-    return process, port
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -243,33 +167,21 @@ def main() -> None:
     for k in counts:
         baseline_rate = None
         for setup in ("baseline", "embedded", "redis"):
-            with tempfile.TemporaryDirectory() as directory:
-                if setup == "baseline":
-                    process, port = start_baseline()
-                    stream, publish = "/stream", "/publish"
-                else:
-                    redis_url = args.redis_url if setup == "redis" else None
-                    if redis_url:
-                        import redis
-
-                        redis.Redis.from_url(redis_url).flushdb()
-                    process, port = start_cairn(Path(directory), redis_url)
-                    stream, publish = "/v1/queues/bench/events/stream", "/v1/queues/bench/messages"
-                try:
-                    result = asyncio.run(
-                        run_case(
-                            f"http://127.0.0.1:{port}",
-                            port,
-                            stream,
-                            publish,
-                            body,
-                            k,
-                            args.rate,
-                            args.seconds,
-                        )
-                    )
-                finally:
-                    stop(process)
+            if setup == "baseline":
+                server = baseline(1, "scripts.baseline_sse:app")
+                stream, publish = "/stream", "/publish"
+            else:
+                extra: list[str] = []
+                if setup == "redis":
+                    redis.Redis.from_url(args.redis_url).flushdb()
+                    extra = ["--redis-url", args.redis_url]
+                server = cairn(1, *extra)
+                stream, publish = "/v1/queues/bench/events/stream", "/v1/queues/bench/messages"
+            with server as running:
+                port = int(running.url.rsplit(":", 1)[1])
+                result = asyncio.run(
+                    run_case(running.url, port, stream, publish, body, k, args.rate, args.seconds)
+                )
             if setup == "baseline":
                 baseline_rate = result["per_s"]
             ratio = result["per_s"] / baseline_rate if baseline_rate else float("nan")
