@@ -41,7 +41,8 @@ class KeyConfigError(ValueError):
 
 
 def glob_pattern(glob: str) -> re.Pattern[str]:
-    return re.compile("^" + ".*".join(re.escape(part) for part in glob.split("*")) + "$")
+    """A queue-name glob (``*``: any run of characters) as a regex, for ``fullmatch``."""
+    return re.compile(".*".join(re.escape(part) for part in glob.split("*")))
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Principal:
         )
 
     def _matches(self, action: str, queue: str) -> bool:
-        return any(p.match(queue) for p in self.globs.get(action, ()))
+        return any(p.fullmatch(queue) for p in self.globs.get(action, ()))
 
     def can_read(self, queue: str) -> bool:
         return self.admin or self.events or self._matches("read", queue)

@@ -56,6 +56,8 @@ from broker.state import MessageState, QueueState, StateView, from_us, to_us
 
 SOURCE_QUEUE = "source_queue"
 SOURCE_MESSAGE_ID = "source_message_id"
+RESERVED_ATTRIBUTES = frozenset({SOURCE_QUEUE, SOURCE_MESSAGE_ID})
+"""Set by the broker on dead-lettering, trusted by redrive: publishers may not set them."""
 
 
 @dataclass(frozen=True, slots=True)

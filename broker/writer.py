@@ -160,12 +160,20 @@ class Writer:
         try:
             result = await self._store.transact(lambda tx: apply_batch(tx, commands, ctx))
         except Exception as error:  # the whole transaction failed: nothing was written
+            if len(batch) > 1:
+                # Something other than a domain refusal (a bug, a driver error): the batch
+                # was rolled back, so run its commands again one by one, each in its own
+                # transaction, and only the culprit fails.
+                log.error("batch_failed_retrying_alone", commands=len(batch), error=str(error))
+                for item in batch:
+                    await self._commit([item])
+                return
             failure = (
                 error
                 if isinstance(error, BrokerError)
                 else StoreUnavailableError(f"the event store failed: {error}")
             )
-            log.error("batch_failed", commands=len(batch), error=str(error))
+            log.error("command_failed", error=str(error), command=type(batch[0][0]).__name__)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(failure)

@@ -183,4 +183,8 @@ class RedisFollower:
             for _stream, items in response or []:
                 if items:
                     last = items[-1][0]
-                    yield [(_position(entry_id), fields[b"event"]) for entry_id, fields in items]
+                    yield [
+                        (_position(entry_id), fields[b"event"])
+                        for entry_id, fields in items
+                        if b"event" in fields  # someone else's entry: not ours to follow
+                    ]

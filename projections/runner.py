@@ -75,10 +75,14 @@ class ProjectionRunner:
         await self.refresh()
 
     async def refresh(self) -> None:
-        """Re-read checkpoints from the database (other processes may have moved them)."""
+        """Set each watermark to its stored checkpoint: forward when another process moved
+        it, and back when a rebuild rewound it (reads must not claim a position the read
+        model no longer reflects, and an idle runner must notice it has work again)."""
         for name, position in (await self.checkpoints()).items():
-            if name in self.watermarks:
-                self.watermarks[name].advance(position)
+            watermark = self.watermarks.get(name)
+            if watermark is not None:
+                watermark.rewind(position)
+                watermark.advance(position)
 
     async def checkpoints(self) -> dict[str, int]:
         def read(conn: sqlite3.Connection) -> dict[str, int]:
@@ -145,13 +149,7 @@ class ProjectionRunner:
         runner moves (see ``api/projector.py``), so reads here can wait on them."""
         while True:
             try:
-                for name, position in (await self.checkpoints()).items():
-                    watermark = self.watermarks.get(name)
-                    if watermark is not None:
-                        # Follow it down too: a rebuild rewinds the checkpoint, and reads
-                        # must not claim a position the read model no longer reflects.
-                        watermark.rewind(position)
-                        watermark.advance(position)
+                await self.refresh()
             except Exception:
                 log.exception("projection_follow_failed")
             await asyncio.sleep(interval_s)

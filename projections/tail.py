@@ -126,7 +126,8 @@ class LogTail:
         self._subscribers.discard(subscription)
 
     async def run(self) -> None:
-        self.position = await self._store.head()
+        """Follow for ever. The starting position is the head watermark's at construction:
+        a feed may subscribe at once, and must not be skipped past by a later re-read."""
         tasks = [asyncio.create_task(self._follow_head(), name="cairn-tail-head")]
         if self._follower is not None:
             tasks.append(asyncio.create_task(self._follow_redis(), name="cairn-tail-redis"))
@@ -139,12 +140,14 @@ class LogTail:
     async def _follow_head(self) -> None:
         while True:
             await self._head.wait_for(self.position + 1, 1.0)
-            if not self._subscribers:
-                # Nobody listens: no need to read and encode anything. A feed that subscribes
-                # later reads what it missed from the store, up to this position.
-                async with self._lock:
+            async with self._lock:
+                # Checked under the lock: a feed subscribing while a catch-up held it must
+                # get every event after its start, so only skip ahead if nobody listens now.
+                if not self._subscribers:
+                    # Nobody listens: no need to read and encode anything. A feed that
+                    # subscribes later reads what it missed from the store, up to here.
                     self.position = max(self.position, self._head.value)
-                continue
+                    continue
             if self._head.value > self.position:
                 try:
                     await self._catch_up(self._head.value)
@@ -153,22 +156,29 @@ class LogTail:
                     await asyncio.sleep(0.5)
 
     async def _follow_redis(self) -> None:
+        """Redis only speeds the tail up: any entry it cannot use is left to the store."""
         assert self._follower is not None
         async for entries in self._follower.entries(self.position):
-            async with self._lock:
-                fresh = [(p, data) for p, data in entries if p > self.position]
-            if not fresh:
-                continue
-            if fresh[0][0] > self.position + 1:  # Redis skipped ahead of us: the store first
-                await self._catch_up(fresh[0][0] - 1)
-            async with self._lock:
-                run: list[Frame] = []
-                for position, event_json in fresh:
-                    if position != self.position + len(run) + 1:
-                        continue  # already delivered (from the store) while we waited
-                    type_, queue = _envelope(event_json)
-                    run.append(frame(position, type_, queue, event_json))
-                self._deliver(run)
+            try:
+                await self._take(entries)
+            except Exception:
+                log.exception("tail_redis_entry_skipped", position=self.position)
+
+    async def _take(self, entries: list[tuple[int, bytes]]) -> None:
+        async with self._lock:
+            fresh = [(p, data) for p, data in entries if p > self.position]
+        if not fresh:
+            return
+        if fresh[0][0] > self.position + 1:  # Redis skipped ahead of us: the store first
+            await self._catch_up(fresh[0][0] - 1)
+        async with self._lock:
+            run: list[Frame] = []
+            for position, event_json in fresh:
+                if position != self.position + len(run) + 1:
+                    continue  # already delivered (from the store) while we waited
+                type_, queue = _envelope(event_json)
+                run.append(frame(position, type_, queue, event_json))
+            self._deliver(run)
 
     async def _catch_up(self, until: int) -> None:
         """Deliver everything up to ``until`` from the store, in order."""

@@ -43,7 +43,15 @@ from broker.commands import (
     PublishMessages,
     ReceiveMessages,
 )
-from broker.decide import AckOutcome, AckReply, ExtendReply, NackReply, PublishReply, ReceiveReply
+from broker.decide import (
+    RESERVED_ATTRIBUTES,
+    AckOutcome,
+    AckReply,
+    ExtendReply,
+    NackReply,
+    PublishReply,
+    ReceiveReply,
+)
 from broker.state import to_us
 from projections import queries
 from projections.queries import MessagePage, MessageResource
@@ -73,6 +81,15 @@ def _new_message(s: Services, req: PublishRequest, field: str, nesting: int) -> 
         )
     # Everything else in a request is typed, so only a body can nest without bound.
     check_depth(req.body, s.settings.max_json_depth - nesting, field)
+    reserved = RESERVED_ATTRIBUTES & req.attributes.keys()
+    if reserved:
+        # Only the broker writes these (on dead-lettering); redrive trusts them.
+        where = field.removesuffix("body") + "attributes"
+        raise ApiError(
+            422,
+            f"attribute {sorted(reserved)[0]!r} is reserved for the broker",
+            errors=[FieldError(where, "reserved attribute")],
+        )
     return NewMessage(
         message_id=s.writer.new_id(),
         body=req.body,
@@ -150,26 +167,46 @@ async def receive(request: Request) -> Response:
     )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + req.wait_s
-    while True:
-        # Listen before looking: a publish committed after the look still wakes us.
-        changed = s.signals.listen(name)
-        reply = await s.execute(command)
-        assert isinstance(reply, ReceiveReply)
-        remaining = deadline - loop.time()
-        if reply.messages or remaining <= 0 or s.shutdown.is_set():
-            return json_response(ReceiveResponse(reply.messages))
-        if reply.next_visible_at is not None:  # a delayed message becomes visible: no event
-            until_visible = (reply.next_visible_at - to_us(datetime.now(UTC))) / 1e6
-            remaining = min(remaining, max(until_visible, 0.001))
-        s.metrics.waiting.inc()
-        try:
-            await _first_of(changed, s.shutdown, remaining)
-        finally:
-            s.metrics.waiting.dec()
+    gone: asyncio.Event | None = None
+    watcher: asyncio.Task[None] | None = None
+    try:
+        while True:
+            # Listen before looking: a publish committed after the look still wakes us.
+            changed = s.signals.listen(name)
+            reply = await s.execute(command)
+            assert isinstance(reply, ReceiveReply)
+            remaining = deadline - loop.time()
+            if reply.messages or remaining <= 0 or s.shutdown.is_set():
+                return json_response(ReceiveResponse(reply.messages))
+            if reply.next_visible_at is not None:  # a delayed message becomes visible: no event
+                until_visible = (reply.next_visible_at - to_us(datetime.now(UTC))) / 1e6
+                remaining = min(remaining, max(until_visible, 0.001))
+            if gone is None:
+                # A client that goes away must not have messages leased into the void (they
+                # would stay hidden until their lease ends): watch for its disconnect.
+                gone = asyncio.Event()
+                watcher = asyncio.create_task(_watch_disconnect(request, gone))
+            s.metrics.waiting.inc()
+            try:
+                await _first_of((changed, s.shutdown, gone), remaining)
+            finally:
+                s.metrics.waiting.dec()
+            if gone.is_set():
+                return json_response(ReceiveResponse([]))  # nobody reads it; nothing leased
+    finally:
+        if watcher is not None:
+            watcher.cancel()
 
 
-async def _first_of(a: asyncio.Event, b: asyncio.Event, wait_s: float) -> None:
-    waiters = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+async def _watch_disconnect(request: Request, gone: asyncio.Event) -> None:
+    """The body has been read, so the next ASGI message can only be the disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        continue
+    gone.set()
+
+
+async def _first_of(events: tuple[asyncio.Event, ...], wait_s: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
         await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
     finally:

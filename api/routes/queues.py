@@ -46,7 +46,7 @@ _NAME: Final = re.compile(QUEUE_NAME_PATTERN)
 def queue_name(request: Request) -> str:
     """The ``{name}`` path parameter; a name that cannot exist is simply not found."""
     name: str = request.path_params["name"]
-    if not _NAME.match(name):
+    if not _NAME.match(name):  # QUEUE_NAME_PATTERN refuses a trailing newline itself
         raise ApiError(404, f"queue {name!r} does not exist")
     return name
 

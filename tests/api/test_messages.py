@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -341,3 +342,44 @@ def test_queue_stats_follow_the_messages(http: httpx.Client, queue: str) -> None
     assert stats["available"] == 1 and stats["delayed"] == 1 and stats["in_flight"] == 1
     assert stats["published_total"] == 4 and stats["acked_total"] == 1
     assert stats["oldest_available_age_s"] > 0
+
+
+def test_a_long_poll_whose_client_left_leases_nothing(
+    http: httpx.Client, queue: str, server: Any
+) -> None:
+    waiting_before = _waiting_polls(http)
+    client = httpx.Client(base_url=server.url, timeout=0.5)
+    poller = threading.Thread(target=_poll_and_give_up, args=(client, queue))
+    poller.start()
+    deadline = time.monotonic() + 10
+    while _waiting_polls(http) <= waiting_before:  # the poll is waiting on the server
+        assert time.monotonic() < deadline
+    poller.join()  # its client gave up after 0.5 s and closed the connection
+    client.close()
+    while _waiting_polls(http) > waiting_before:  # the server noticed and stopped waiting
+        assert time.monotonic() < deadline
+    published = publish(http, queue, "for someone who is still here")
+    [message] = receive(http, queue)
+    assert message["id"] == published["id"] and message["receive_count"] == 1
+
+
+def _poll_and_give_up(client: httpx.Client, queue: str) -> None:
+    with contextlib.suppress(httpx.TimeoutException):
+        client.post(f"/v1/queues/{queue}/receive", json={"wait_s": 20})
+
+
+def test_broker_attributes_cannot_be_forged(http: httpx.Client, queue: str) -> None:
+    url = f"/v1/queues/{queue}/messages"
+    body = problem(http.post(url, json={"body": 1, "attributes": {"source_queue": "billing"}}), 422)
+    assert body["errors"][0]["field"] == "body.attributes"
+    entries = [{"body": 0}, {"body": 1, "attributes": {"source_message_id": "x"}}]
+    body = problem(http.post(f"{url}/batch", json={"messages": entries}), 422)
+    assert body["errors"][0]["field"] == "messages[1].attributes"
+
+
+def test_a_trailing_newline_is_not_part_of_a_name(http: httpx.Client, queue: str) -> None:
+    problem(http.post("/v1/queues", json={"name": f"{queue}\n"}), 422)
+    problem(http.get(f"/v1/queues/{queue}%0A"), 404)
+    problem(
+        http.post(f"/v1/queues/{queue}/messages", json={"body": 1, "attributes": {"k\n": "v"}}), 422
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 
@@ -33,6 +35,7 @@ from broker.errors import (
     MessageNotFoundError,
     QueueExistsError,
     QueueNotFoundError,
+    StoreUnavailableError,
 )
 from broker.events import MessageDeadLettered, MessagePublished
 from tests.conftest import Broker
@@ -305,3 +308,34 @@ async def test_publishing_keeps_the_body_bytes_exactly(broker: Broker) -> None:
     published = next(e for e in await broker.events() if isinstance(e, MessagePublished))
     assert bytes(published.body) == raw
     assert bytes((await receive(broker, "q")).messages[0].body) == raw
+
+
+async def test_a_command_that_breaks_the_store_fails_alone(broker: Broker) -> None:
+    """A failure that is not a domain refusal rolls the whole group commit back; the writer
+    then runs each command on its own, so only the one that breaks fails."""
+    await broker.create("q")
+    original = broker.store.transact
+    poisoned = {"body": "poison"}
+    calls = []
+
+    async def transact(fn):
+        calls.append(fn)
+
+        def guarded(tx):
+            result = fn(tx)
+            if any(b'"poison"' in stored.data for stored in broker.store.events):
+                raise RuntimeError("disk on fire")
+            return result
+
+        return await original(guarded)
+
+    broker.store.transact = transact
+    outcomes = await asyncio.gather(
+        *(broker.run(PublishMessages(queue="q", messages=(message(b),))) for b in (1, poisoned, 3)),
+        return_exceptions=True,
+    )
+    assert len(calls) == 4  # the group commit of three, then each of them alone
+    assert isinstance(outcomes[1], StoreUnavailableError)
+    assert all(isinstance(o, PublishReply) for o in (outcomes[0], outcomes[2]))
+    bodies = [bytes(e.body) for e in await broker.events() if isinstance(e, MessagePublished)]
+    assert sorted(bodies) == [b"1", b"3"]

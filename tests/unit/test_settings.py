@@ -41,3 +41,15 @@ def test_unusable_security_settings_are_one_clear_error(
 
 def test_a_rate_such_as_100_per_second_is_accepted() -> None:
     assert from_env({"CAIRN_RATE_LIMIT": "100/second"}).rate_limit == "100/second"
+
+
+def test_scope_globs_match_whole_names_only() -> None:
+    from api.auth import Principal
+
+    caller = Principal.from_scope("s", "publish:orders read:orders.*", None)
+    assert caller.may("publish", "orders")
+    assert not caller.may("publish", "orders\n")
+    assert not caller.may("publish", "orders2")
+    assert caller.may("read", "orders.eu")
+    assert not caller.may("read", "orders.eu\n")
+    assert not caller.may("read", "xorders.eu")
