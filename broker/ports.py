@@ -60,11 +60,14 @@ class EventStore(Protocol):
     in one go, with no awaits inside, so an adapter can run it in one hop to its driver.
     """
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Open connections and threads; the schema must already exist."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close connections and stop threads."""
 
-    async def transact(self, fn: Callable[[StateTx], T]) -> T: ...
+    async def transact(self, fn: Callable[[StateTx], T]) -> T:
+        """Run ``fn`` in one transaction (see the class docstring)."""
 
     async def read(
         self,
@@ -77,16 +80,12 @@ class EventStore(Protocol):
     ) -> list[StoredEvent]:
         """Events with ``after`` < position (<= ``until``), in position order, at most
         ``limit``; ``queue`` and ``types`` (exact, or prefixes ending in ``*``) filter."""
-        ...
 
     async def read_positions(self, positions: Sequence[int]) -> list[StoredEvent]:
         """The events at those positions, in position order."""
-        ...
 
     async def read_message(self, message_id: str) -> list[StoredEvent]:
         """Every event that names the message, in position order."""
-        ...
 
     async def head(self) -> int:
         """The last position in the log (0 when empty)."""
-        ...

@@ -111,41 +111,39 @@ class StateView(Protocol):
     @property
     def next_position(self) -> int:
         """The position the next appended event will get."""
-        ...
 
     def queue(self, name: str) -> QueueState | None:
         """The live queue with that name."""
-        ...
 
-    def queue_by_id(self, queue_id: int) -> QueueState | None: ...
+    def queue_by_id(self, queue_id: int) -> QueueState | None:
+        """The queue with that id, deleted or not."""
 
-    def live_queues(self) -> list[QueueState]: ...
+    def live_queues(self) -> list[QueueState]:
+        """Every live queue, by name."""
 
-    def message(self, message_id: str) -> MessageState | None: ...
+    def message(self, message_id: str) -> MessageState | None:
+        """The message with that id, in whatever state."""
 
-    def dedup(self, queue_id: int, dedup_id: str) -> DedupEntry | None: ...
+    def dedup(self, queue_id: int, dedup_id: str) -> DedupEntry | None:
+        """The dedup key of that queue, if one was recorded."""
 
     def receivable(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
         """Ready messages visible at ``now``, oldest publish first."""
-        ...
 
     def due_leases(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
         """Leased messages whose lease ended at or before ``now``."""
-        ...
 
     def expired_ready(self, queue_id: int, published_before: int, limit: int) -> list[MessageState]:
         """Ready messages published at or before ``published_before``."""
-        ...
 
-    def count_live(self, queue_id: int) -> int: ...
+    def count_live(self, queue_id: int) -> int:
+        """How many of the queue's messages are available, delayed or in flight."""
 
     def next_visible_at(self, queue_id: int, now: int) -> int | None:
         """The earliest future time a ready message of the queue becomes visible."""
-        ...
 
     def published(self, position: int) -> MessagePublished:
         """The ``message.published`` event at that position (body and attributes)."""
-        ...
 
 
 class StateTx(StateView, Protocol):
@@ -153,11 +151,9 @@ class StateTx(StateView, Protocol):
 
     def append(self, events: Sequence[AnyEvent]) -> int:
         """Append events at ``next_position`` onwards; return the last position written."""
-        ...
 
     def prune_dedup(self, now: int) -> int:
         """Forget dedup keys whose window has closed; return how many."""
-        ...
 
 
 def evolve(view: StateView, event: AnyEvent, position: int) -> list[Change]:

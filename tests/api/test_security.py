@@ -238,8 +238,8 @@ def test_a_feed_ends_when_its_token_expires(anon: httpx.Client) -> None:
     short = token("read:orders.*", ttl=2)
     started = time.monotonic()
     with anon.stream("GET", "/v1/events/stream", headers=bearer(short)) as feed:
-        for _ in frames(feed):
-            pass  # the server ends the stream; iteration stops when it does
+        received = list(frames(feed))  # ends only when the server ends the stream
+    assert received[0].retry is not None
     assert time.monotonic() - started < 2 + 5 + 3  # ttl + leeway + a second's check
 
 
