@@ -79,6 +79,16 @@ def routes(endpoints: list[Endpoint]) -> list[Route]:
     return built
 
 
+def forbidden() -> ApiError:
+    """The one 403: a valid token whose scope does not allow the action (RFC 6750)."""
+    return ApiError(
+        403,
+        "the token's scope does not allow this",
+        headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+        slug="insufficient-scope",
+    )
+
+
 def principal(request: Request) -> Principal:
     """Who is calling (set by ``api.guard.Guard``; anonymous when authentication is off)."""
     found: Principal = request.scope.get("state", {}).get("principal", _NOBODY)

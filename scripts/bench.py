@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -80,27 +81,14 @@ def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def baseline(workers: int, app: str = "scripts.baseline_app:app") -> Iterator[Server]:
-    port = free_port()
+def _running(args: list[str], database: Path | None = None, **popen: Any) -> Iterator[Server]:
+    """Start a server process (its port is the value after ``--port`` in ``args``), wait
+    until it answers, and stop it afterwards."""
+    port = args[args.index("--port") + 1]
     process = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            app,
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen
     )
-    server = Server(process, f"http://127.0.0.1:{port}", None)
+    server = Server(process, f"http://127.0.0.1:{port}", database)
     try:
         _wait(server.url, process)
         yield server
@@ -109,39 +97,49 @@ def baseline(workers: int, app: str = "scripts.baseline_app:app") -> Iterator[Se
 
 
 @contextlib.contextmanager
+def baseline(workers: int, app: str = "scripts.baseline_app:app") -> Iterator[Server]:
+    args = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        app,
+        "--port",
+        str(free_port()),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    with _running(args) as server:
+        yield server
+
+
+@contextlib.contextmanager
 def cairn(workers: int, *extra: str) -> Iterator[Server]:
     directory = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
-    port = free_port()
     database = directory / "bench.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-    process = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "api.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--database-url",
-            f"sqlite:///{database}",
-            "--log-file",
-            str(directory / "cairn.log"),
-            *extra,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = Server(process, f"http://127.0.0.1:{port}", database)
+    args = [
+        PYTHON,
+        "-m",
+        "api.cli",
+        "serve",
+        "--port",
+        str(free_port()),
+        "--workers",
+        str(workers),
+        "--database-url",
+        f"sqlite:///{database}",
+        "--log-file",
+        str(directory / "cairn.log"),
+        *extra,
+    ]
     try:
-        _wait(server.url, process)
-        httpx.post(f"{server.url}/v1/queues", json={"name": "bench"}).raise_for_status()
-        yield server
+        with _running(args, database, env=env) as server:
+            httpx.post(f"{server.url}/v1/queues", json={"name": "bench"}).raise_for_status()
+            yield server
     finally:
-        _stop(process)
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from api.auth import Principal
 from api.body import convert
-from api.endpoints import Endpoints, principal
+from api.endpoints import Endpoints, forbidden, principal
 from api.problems import ApiError, FieldError
 from api.responses import json_response
 from api.routes.queues import now_us, queue_name
@@ -100,7 +100,7 @@ async def list_events(request: Request) -> Response:
     types = _types(query.types)
     caller = principal(request)
     if query.queue is not None and not caller.can_read(query.queue):
-        raise _forbidden()
+        raise forbidden()
     at = await s.log_position(query.min_position)
     if caller.reads_everything or query.queue is not None:
         found = await s.store.read(query.after, query.limit, queue=query.queue, types=types)
@@ -119,15 +119,6 @@ async def list_events(request: Request) -> Response:
                         break
     page = EventsPage([msgspec.Raw(stored.json()) for stored in found], scanned)
     return json_response(page, position=max(at, page.next_after))
-
-
-def _forbidden() -> ApiError:
-    return ApiError(
-        403,
-        "the token's scope does not allow this",
-        headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
-        slug="insufficient-scope",
-    )
 
 
 def _start(request: Request, query: StreamQuery) -> int | None:
@@ -184,7 +175,7 @@ async def _feed(request: Request, query: StreamQuery, queue: str | None) -> Resp
     types = _types(query.types)
     caller = principal(request)
     if queue is not None and not caller.can_read(queue):
-        raise _forbidden()
+        raise forbidden()
     start = _start(request, query)
     if start is None:
         start = await s.store.head()  # no position given: only what happens from now on
