@@ -51,20 +51,69 @@ async def read_body(request: Request, limit: int) -> bytes:
 def decode(
     body: bytes, type_: type[T], *, field_prefix: str = "body.", empty_ok: bool = False
 ) -> T:
-    """Decode a JSON body into ``type_``: 400 if it is not JSON or not an object at all, 422
-    naming the field if a value is wrong."""
+    """Decode a JSON body into ``type_``: 400 if it is not UTF-8 JSON or not an object at all,
+    422 naming the field if a value is wrong."""
     if not body.strip():
         if not empty_ok:
             raise ApiError(400, "a JSON request body is required")
         body = b"{}"
+    check_utf8(body, "the request body")
     try:
         return _decode_numbers_as_json_does(body, type_)
     except msgspec.ValidationError as error:
         raise validation_error(str(error), field_prefix) from None
     except msgspec.DecodeError as error:
-        raise ApiError(400, f"the request body is not valid JSON: {error}") from None
+        explained = _explain(body, error)
+        raise ApiError(400, f"the request body is not valid JSON: {explained}") from None
     except RecursionError:
         raise ApiError(422, "the request body is nested too deeply") from None
+
+
+def check_utf8(data: bytes, what: str) -> None:
+    """400 unless ``data`` is UTF-8. msgspec checks the strings it decodes, but a message body
+    is kept as raw bytes (``msgspec.Raw``) and would be stored, and served to every consumer and
+    feed, exactly as sent. ASCII, the common case, is one fast scan."""
+    if data.isascii():
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ApiError(
+            400,
+            f"{what} is not valid UTF-8: byte 0x{data[error.start]:02x} at offset {error.start}",
+        ) from None
+
+
+_ESCAPE: Final = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+
+
+def _lone_surrogate(body: bytes) -> tuple[str, int] | None:
+    """The first ``\\uXXXX`` escape that is half of a UTF-16 pair without its other half, and
+    its offset. Escapes are matched left to right, so an escaped backslash is never mistaken
+    for the start of one."""
+    pending: tuple[str, int] | None = None  # a high surrogate waiting for its low half
+    for match in _ESCAPE.finditer(body):
+        code = int(match[1], 16) if match[1] else None
+        if pending is not None:
+            if code is None or not 0xDC00 <= code <= 0xDFFF or match.start() != pending[1] + 6:
+                return pending
+            pending = None
+            continue
+        if code is not None and 0xD800 <= code <= 0xDBFF:
+            pending = (match[0].decode(), match.start())
+        elif code is not None and 0xDC00 <= code <= 0xDFFF:
+            return match[0].decode(), match.start()
+    return pending
+
+
+def _explain(body: bytes, error: msgspec.DecodeError) -> str:
+    """msgspec reports a lone surrogate escape (``"\\ud800"``) as "Input data was truncated";
+    say what is wrong instead: JSON text must be Unicode, and half a UTF-16 pair is not."""
+    lone = _lone_surrogate(body)
+    if lone is not None:
+        escape, offset = lone
+        return f"{escape} at byte {offset} is half a UTF-16 surrogate pair, not a character"
+    return str(error)
 
 
 def check_depth(raw: bytes | msgspec.Raw, allowed: int, field: str) -> None:
@@ -107,6 +156,12 @@ def json_depth(document: bytes, limit: int = 1_000_000) -> int:
         brackets = _INNERMOST.sub(b"", brackets)
         depth += 1
     return depth
+
+
+def parse_query(request: Request, type_: type[T]) -> T:
+    """The query string as ``type_``; 422 naming the parameter if a value is wrong. (That the
+    URL is UTF-8 was checked as the request arrived: ``api/http.py``.)"""
+    return convert(request.query_params, type_, field_prefix="query.")
 
 
 def convert(values: Mapping[str, Any], type_: type[T], *, field_prefix: str) -> T:

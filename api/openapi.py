@@ -91,8 +91,9 @@ def _responses(endpoint: Endpoint, by_type: dict[Any, Any]) -> dict[str, Any]:
         elif type_ is not None:
             entry["content"] = {"application/json": {"schema": by_type[type_]}}
         responses[str(status)] = entry
+    # /v1 routes pass the gate (auth, rate limits); operational ones only ever fail as 503.
     gated = endpoint.permission is not None
-    common = {400, 429, 503} | ({401, 403} if gated else set())
+    common = {400, 401, 403, 429, 503} if gated else {503}
     for status in sorted({*endpoint.errors, *common}):
         responses[str(status)] = {
             "description": _ERROR_TEXT.get(status, "Error"),

@@ -4,7 +4,7 @@ request bodies forbid unknown fields so a typo is a 422, not a silently ignored 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -27,7 +27,12 @@ from broker.commands import (
 from broker.decide import Delivery, Published
 from projections.queries import PublicStatus, QueueResource
 
-MinPosition = Annotated[int, Meta(ge=0, description="Wait until the read model reflects it.")]
+INT64_MAX: Final = 2**63 - 1
+"""Positions are stored as 64-bit integers; a bigger one in a request is a 422, not a 500."""
+Position = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+MinPosition = Annotated[
+    int, Meta(ge=0, le=INT64_MAX, description="Wait until the read model reflects it.")
+]
 
 
 class CreateQueueRequest(QueueSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):

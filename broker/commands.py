@@ -10,8 +10,9 @@ from msgspec import Meta
 
 # "(?!\n)": Python's "$" also matches before a final newline, so without it "orders\n" would
 # pass as a name (and as a different queue that a scope for "orders" also matches). In the
-# JSON Schema (ECMA-262) reading of the pattern it changes nothing.
-QUEUE_NAME_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,80}$(?!\n)"
+# JSON Schema (ECMA-262) reading of the pattern it changes nothing. "(?!\.\.?$)": "." and ".."
+# are path segments that URLs resolve away, so such a queue could never be addressed.
+QUEUE_NAME_PATTERN: Final = r"^(?!\.\.?$)[A-Za-z0-9_.-]{1,80}$(?!\n)"
 ATTRIBUTE_KEY_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,128}$(?!\n)"
 MAX_ATTRIBUTES: Final = 16
 MAX_ATTRIBUTE_VALUE: Final = 1024

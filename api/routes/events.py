@@ -21,12 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import Principal
-from api.body import convert
+from api.body import parse_query
 from api.endpoints import Endpoints, forbidden, principal
 from api.problems import ApiError, FieldError
 from api.responses import json_response
 from api.routes.queues import now_us, queue_name
-from api.schemas import MinPosition
+from api.schemas import INT64_MAX, MinPosition, Position
 from api.services import Services, services
 from broker.commands import QueueName
 from projections import queries
@@ -36,9 +36,6 @@ endpoints = Endpoints("events")
 
 _TYPE_PATTERN: Final = re.compile(r"^[a-z_]+(\.[a-z_]+)*(\.\*|\*)?$")
 _PAGE: Final = 1000
-
-Position = Annotated[int, Meta(ge=0)]
-
 
 TypesFilter = Annotated[
     str,
@@ -58,12 +55,16 @@ class EventsQuery(msgspec.Struct, kw_only=True):
     min_position: MinPosition | None = None
 
 
-class StreamQuery(msgspec.Struct, kw_only=True):
+class QueueStreamQuery(msgspec.Struct, kw_only=True):
     after: Position | None = None
     last_event_id: Position | None = None
-    queue: QueueName | None = None
     types: TypesFilter | None = None
     access_token: str | None = None
+    min_position: MinPosition | None = None
+
+
+class StreamQuery(QueueStreamQuery, kw_only=True):
+    queue: QueueName | None = None
 
 
 class EventsPage(msgspec.Struct):
@@ -96,7 +97,7 @@ def _types(raw: str | None) -> list[str] | None:
 )
 async def list_events(request: Request) -> Response:
     s = services(request)
-    query = convert(request.query_params, EventsQuery, field_prefix="query.")
+    query = parse_query(request, EventsQuery)
     types = _types(query.types)
     caller = principal(request)
     if query.queue is not None and not caller.can_read(query.queue):
@@ -121,16 +122,20 @@ async def list_events(request: Request) -> Response:
     return json_response(page, position=max(at, page.next_after))
 
 
-def _start(request: Request, query: StreamQuery) -> int | None:
+def _start(request: Request, query: QueueStreamQuery) -> int | None:
     """Where a feed resumes: Last-Event-ID header, then ?last_event_id, then ?after."""
     header = request.headers.get("last-event-id")
     if header is not None and header.strip():
         try:
             value = int(header.strip())
         except ValueError:
-            raise ApiError(400, f"Last-Event-ID {header!r} is not a position") from None
-        if value < 0:
-            raise ApiError(400, f"Last-Event-ID {header!r} is not a position")
+            value = -1
+        if not 0 <= value <= INT64_MAX:
+            raise ApiError(
+                422,
+                f"Last-Event-ID {header!r} is not a position",
+                errors=[FieldError("header.Last-Event-ID", "not a position (0..2^63-1)")],
+            )
         return value
     if query.last_event_id is not None:
         return query.last_event_id
@@ -148,7 +153,7 @@ def _start(request: Request, query: StreamQuery) -> int | None:
     permission="log",
 )
 async def event_stream(request: Request) -> Response:
-    query = convert(request.query_params, StreamQuery, field_prefix="query.")
+    query = parse_query(request, StreamQuery)
     return await _feed(request, query, query.queue)
 
 
@@ -156,7 +161,7 @@ async def event_stream(request: Request) -> Response:
     "GET",
     "/v1/queues/{name}/events/stream",
     "Follow one queue's events (Server-Sent Events)",
-    query=StreamQuery,
+    query=QueueStreamQuery,
     responses={200: None},
     errors=(404, 422),
     stream=True,
@@ -164,19 +169,20 @@ async def event_stream(request: Request) -> Response:
 )
 async def queue_event_stream(request: Request) -> Response:
     name = queue_name(request)
-    query = convert(request.query_params, StreamQuery, field_prefix="query.")
+    query = parse_query(request, QueueStreamQuery)
     if await queries.get_queue(name, now_us()) is None:
         raise ApiError(404, f"queue {name!r} does not exist")
     return await _feed(request, query, name)
 
 
-async def _feed(request: Request, query: StreamQuery, queue: str | None) -> Response:
+async def _feed(request: Request, query: QueueStreamQuery, queue: str | None) -> Response:
     s = services(request)
     types = _types(query.types)
     caller = principal(request)
     if queue is not None and not caller.can_read(queue):
         raise forbidden()
     start = _start(request, query)
+    at = await s.log_position(query.min_position)
     if start is None:
         start = await s.store.head()  # no position given: only what happens from now on
     return EventSourceResponse(
@@ -184,6 +190,7 @@ async def _feed(request: Request, query: StreamQuery, queue: str | None) -> Resp
         ping=s.settings.sse_heartbeat_s,
         ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
         send_timeout=30,
+        headers={"X-Cairn-Position": str(max(at, start))},
     )
 
 

@@ -10,7 +10,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.body import convert, read_body
+from api.body import parse_query, read_body
 from api.endpoints import Endpoints, principal
 from api.problems import ApiError
 from api.responses import json_response, no_content
@@ -52,7 +52,7 @@ def queue_name(request: Request) -> str:
 
 
 def read_query(request: Request) -> ReadQuery:
-    return convert(request.query_params, ReadQuery, field_prefix="query.")
+    return parse_query(request, ReadQuery)
 
 
 def now_us() -> int:

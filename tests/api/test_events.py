@@ -199,7 +199,7 @@ def test_feeds_filter_by_queue_and_type(server: Server, http: httpx.Client, queu
             mine = events(response, 4)
         assert [f.event for f in mine] == ["message.published"] * 2 + ["message.leased"] * 2
     problem(http.get(f"/v1/queues/{uuid.uuid4().hex}/events/stream"), 404)
-    problem(http.get("/v1/events/stream", headers={"Last-Event-ID": "x"}), 400)
+    problem(http.get("/v1/events/stream", headers={"Last-Event-ID": "x"}), 422)
 
 
 def test_heartbeats_keep_an_idle_feed_alive(tmp_path: Path) -> None:
