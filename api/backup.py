@@ -13,6 +13,8 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+from broker.errors import StoreUnavailableError
+from broker.store.sqlite import StoreLock
 from projections.models import views_file
 
 
@@ -54,24 +56,56 @@ def backup(store: str, target: str) -> int:
     if Path(target).exists():
         raise BackupError(f"{target} exists already: pick a new name")
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    if Path(views_file(store)).exists():
-        _copy(views_file(store), views_file(target))
-    _copy(store, target)
+    lock = StoreLock(store)
+    try:
+        lock.share()  # a restore must not replace the files while they are copied
+        if Path(views_file(store)).exists():
+            _copy(views_file(store), views_file(target))
+        _copy(store, target)
+    except StoreUnavailableError as error:
+        raise BackupError(f"cannot back up {store}: {error.detail}") from None
+    finally:
+        lock.release()
     return _log_head(target)
 
 
-def restore(source: str, store: str) -> int:
-    """Put the backup at ``source`` in place of the store at ``store`` (stop the server
-    first); returns the log position restored."""
+def restore(source: str, store: str, *, rewind: bool = False) -> int:
+    """Put the backup at ``source`` in place of the store at ``store``; returns the log
+    position restored.
+
+    Refused while any process has the store open: a running broker would go on handing out
+    positions from its own idea of the head, so feeds that already delivered position p would
+    never see the new p. Also refused, unless ``rewind``, when the store holds events beyond
+    the backup's head: those answered writes would be lost and their positions given out again.
+    """
     if not Path(source).exists():
         raise BackupError(f"no backup at {source}")
     head = _log_head(source)
+    lock = StoreLock(store)
     Path(store).parent.mkdir(parents=True, exist_ok=True)
-    _copy(source, store)
-    views = views_file(source)
-    if Path(views).exists() and 0 <= _views_checkpoint(views) <= head:
-        _copy(views, views_file(store))
-    else:  # no usable read models: they are rebuilt from the log at the next start
-        for leftover in (views_file(store), views_file(store) + "-wal", views_file(store) + "-shm"):
+    try:
+        lock.exclusive()
+    except StoreUnavailableError as error:
+        raise BackupError(
+            f"refusing to restore over {store}: {error.detail}; stop every `cairn serve` (and"
+            " `cairn projections rebuild`) using it first"
+        ) from None
+    try:
+        current = _log_head(store) if Path(store).exists() else 0
+        if current > head and not rewind:
+            raise BackupError(
+                f"refusing to restore: {store} is at position {current}, the backup at {head};"
+                f" events {head + 1}..{current} would be lost and their positions reused"
+                " (pass --rewind if that is what you want)"
+            )
+        _copy(source, store)
+        views = views_file(source)
+        target_views = views_file(store)
+        for leftover in (target_views, target_views + "-wal", target_views + "-shm"):
             Path(leftover).unlink(missing_ok=True)
+        if Path(views).exists() and 0 <= _views_checkpoint(views) <= head:
+            _copy(views, target_views)
+        # else: no usable read models; they are rebuilt from the log at the next start
+    finally:
+        lock.release()
     return head

@@ -2,24 +2,58 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
+
+class _Stop:
+    """A SIGTERM while `cairn serve` starts is a request to stop, not a crash: exit 0, not 143.
+    The handler is installed before any other import (the broker's own take a few hundred
+    milliseconds, and are done lazily below). While the store is being migrated the exit waits
+    for the migration to finish (its driver's thread would otherwise keep the process alive
+    after the exit). Once uvicorn runs it handles the signal itself, and re-raises it under
+    this handler when it is done."""
+
+    requested = False
+    deferred = False
+
+    @classmethod
+    def handle(cls, signum: int, frame: FrameType | None) -> None:
+        cls.requested = True
+        if not cls.deferred:
+            raise SystemExit(0)
+
+
+signal.signal(signal.SIGTERM, _Stop.handle)
+
 import argparse
 import asyncio
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from api import settings as config
-from api.settings import ConfigError, Settings
+if TYPE_CHECKING:
+    from api.settings import Settings
+
+_MIGRATE_WITHIN_S = 60.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Refused values are one line naming the option and exit 2, like every other
+    configuration error; ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"cairn: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _serve_parser(sub: Any) -> None:
+    from api.settings import LOG_LEVELS
+
     p = sub.add_parser("serve", help="run the broker")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8080)")
@@ -38,7 +72,7 @@ def _serve_parser(sub: Any) -> None:
         help="listen on a non-loopback address without authentication (dangerous)",
     )
     p.add_argument("--rate-limit", help='per client, e.g. "100/second"')
-    p.add_argument("--log-level", choices=config.LOG_LEVELS)
+    p.add_argument("--log-level", choices=LOG_LEVELS)
     p.add_argument("--log-format", choices=("json", "console"))
     p.add_argument("--log-file", help="write logs here, rotated by size")
     p.add_argument(
@@ -69,6 +103,11 @@ def _backup_parsers(sub: Any) -> None:
     restore = sub.add_parser("restore", help="put a backup back (stop the server first)")
     restore.add_argument("path", help="the backup to restore")
     restore.add_argument("--database-url", help="as for serve")
+    restore.add_argument(
+        "--rewind",
+        action="store_true",
+        help="replace a store that is ahead of the backup (its later events are lost)",
+    )
 
 
 def _token_parser(sub: Any) -> None:
@@ -82,6 +121,8 @@ def _token_parser(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from api import settings as config
+
     overrides = {
         field: getattr(args, field)
         for field in config.FIELDS
@@ -98,24 +139,34 @@ def _fail(message: str, code: int = 2) -> int:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api import settings as config
+    from api.http import CairnHttpProtocol
+    from broker.errors import StoreUnavailableError
+    from broker.store.sqlite import check_usable
     from broker.store.tortoise import migrate
     from projections.models import APPS
 
     if args.projector is None and config.env_name("projector") not in os.environ:
         args.projector = "process"
     settings = _settings(args)
+    _Stop.deferred = True
     try:
-        asyncio.run(migrate(settings.database_url, APPS))
+        check_usable(settings.sqlite_file)
+        asyncio.run(asyncio.wait_for(migrate(settings.database_url, APPS), _MIGRATE_WITHIN_S))
+    except StoreUnavailableError as error:
+        return _fail(f"--database-url {settings.database_url}: {error.detail}", 1)
     except Exception as error:  # one line, no traceback: the operator fixes the config
-        return _fail(f"cannot open the store at {settings.database_url}: {error}", 1)
+        reason = str(error) or type(error).__name__
+        return _fail(f"--database-url {settings.database_url}: cannot open the store: {reason}", 1)
+    finally:
+        _Stop.deferred = False
+    if _Stop.requested:
+        return 0
     os.environ.update(config.to_env(settings))
-    # uvicorn stops gracefully on SIGTERM, then raises the signal again under the handler
-    # that was in place before it started; make that last step a clean exit, not a kill.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    projector = _Supervised([sys.executable, "-m", "api.cli", "projector"])
-    if settings.projector == "process":
-        projector.start()
+    projector = _Supervised([sys.executable, "-m", "api.projector"])
     try:
+        if settings.projector == "process":
+            projector.start()
         uvicorn.run(
             "api.app:create_app_from_env",
             factory=True,
@@ -127,6 +178,7 @@ def serve(args: argparse.Namespace) -> int:
             lifespan="on",
             timeout_graceful_shutdown=8,
             server_header=False,
+            http=CairnHttpProtocol,
         )
     finally:
         projector.stop()
@@ -182,33 +234,10 @@ def backup_or_restore(args: argparse.Namespace) -> int:
             position = backup(settings.sqlite_file, args.path)
             print(f"backed up {settings.sqlite_file} to {args.path} at position {position}")
         else:
-            position = restore(args.path, settings.sqlite_file)
+            position = restore(args.path, settings.sqlite_file, rewind=args.rewind)
             print(f"restored {args.path} to {settings.sqlite_file} at position {position}")
     except (BackupError, sqlite3.Error) as error:
         return _fail(str(error), 1)
-    return 0
-
-
-def projector(args: argparse.Namespace) -> int:
-    """The hidden ``cairn projector`` command that ``serve`` starts: settings come from the
-    CAIRN_* variables ``serve`` exported."""
-    from api import logs
-    from api.projector import run
-
-    settings = config.from_env()
-    # A file of its own: two processes rotating one file by size would trip over each other.
-    log_file = None
-    if settings.log_file:
-        path = Path(settings.log_file)
-        log_file = str(path.with_name(f"{path.stem}.projector{path.suffix}"))
-    logs.configure(
-        level=settings.log_level,
-        fmt=settings.log_format,
-        file=log_file,
-        max_bytes=settings.log_file_max_bytes,
-        backups=settings.log_file_backups,
-    )
-    asyncio.run(run(settings))
     return 0
 
 
@@ -220,6 +249,8 @@ def token(args: argparse.Namespace) -> int:
         return _fail("cairn token needs --jwt-secret (or CAIRN_JWT_SECRET) to sign with")
     if args.ttl <= 0:
         return _fail("--ttl must be a positive number of seconds")
+    if not args.sub.strip():
+        return _fail("--sub must name someone: the server refuses a token without a subject")
     print(
         mint(
             settings.jwt_secret,
@@ -237,11 +268,17 @@ def projections(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from api.rebuild import rebuild
+    from broker.errors import StoreUnavailableError
+    from broker.store.sqlite import check_usable
 
     settings = _settings(args)
     console = Console(stderr=True)
     try:
+        # A mistyped path must not become a new, empty store that "rebuilt" successfully.
+        check_usable(settings.sqlite_file, must_exist=True)
         done = asyncio.run(rebuild(settings, args.name, console))
+    except StoreUnavailableError as error:
+        return _fail(f"--database-url {settings.database_url}: {error.detail}", 1)
     except LookupError as error:
         return _fail(str(error))
     for name, result in done.items():
@@ -252,19 +289,16 @@ def projections(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cairn", description=__doc__)
+    parser = _Parser(prog="cairn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _projections_parser(sub)
     _token_parser(sub)
     _backup_parsers(sub)
-    sub.add_parser("projector", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from api.settings import ConfigError
+
     try:
         if args.command == "serve":
             return serve(args)
@@ -272,8 +306,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return projections(args)
         if args.command == "token":
             return token(args)
-        if args.command == "projector":
-            return projector(args)
         if args.command in ("backup", "restore"):
             return backup_or_restore(args)
     except ConfigError as error:

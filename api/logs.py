@@ -139,14 +139,19 @@ def configure(
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_serialize),
         ]
-    else:
-        processors.append(structlog.dev.ConsoleRenderer())
+    else:  # colours only for a terminal: in a file they are escape codes to wade through
+        processors.append(structlog.dev.ConsoleRenderer(colors=file is None and _tty(stream)))
     structlog.configure(
         processors=processors,
         logger_factory=structlog.WriteLoggerFactory(file=_as_text_io(stream)),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
+
+
+def _tty(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def _as_text_io(stream: Any) -> TextIO:

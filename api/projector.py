@@ -8,6 +8,9 @@ and all but one would throw the work away. Here one process does it once, on the
 
 It learns of new events by reading the log's head every few milliseconds (a primary-key MAX,
 in this process), and stops when told to or when the process that started it is gone.
+
+``cairn serve`` starts it as ``python -m api.projector``; its settings are the ``CAIRN_*``
+variables ``serve`` exported after validating them.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
+from pathlib import Path
 from typing import Any, Final
 
 import structlog
 
-from api.settings import Settings
+from api import logs
+from api.settings import Settings, from_env
 from broker.notify import Watermark
 from broker.store.sqlite import SqliteEventStore
 from projections import redis_streams
@@ -92,3 +98,25 @@ async def _watch_parent(stop: asyncio.Event) -> None:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), _PARENT_CHECK_S)
+
+
+def main() -> int:
+    settings = from_env()
+    # A file of its own: two processes rotating one file by size would trip over each other.
+    log_file = None
+    if settings.log_file:
+        path = Path(settings.log_file)
+        log_file = str(path.with_name(f"{path.stem}.projector{path.suffix}"))
+    logs.configure(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        file=log_file,
+        max_bytes=settings.log_file_max_bytes,
+        backups=settings.log_file_backups,
+    )
+    asyncio.run(run(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any, Final, Literal
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
 
 import limits
 import msgspec
+from msgspec import Meta
 
 from api.auth import Authenticator, KeyConfigError
 from broker.store.tortoise import sqlite_path
@@ -22,12 +24,16 @@ class ConfigError(ValueError):
     """A setting that cannot work; its message is the one line ``cairn`` prints."""
 
 
+Positive = Annotated[int, Meta(ge=1)]
+PositiveSeconds = Annotated[float, Meta(gt=0)]
+
+
 class Settings(msgspec.Struct, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     database_url: str = "sqlite://./data/cairn.db"
     redis_url: str | None = None
-    redis_stream_maxlen: int = 1_000_000
+    redis_stream_maxlen: Positive = 1_000_000
     workers: int = 1
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
@@ -38,21 +44,21 @@ class Settings(msgspec.Struct, kw_only=True):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "console"] = "json"
     log_file: str | None = None
-    log_file_max_bytes: int = 10 * 1024 * 1024
-    log_file_backups: int = 5
+    log_file_max_bytes: Positive = 10 * 1024 * 1024
+    log_file_backups: Annotated[int, Meta(ge=0)] = 5
     durability: Literal["full", "normal"] = "full"
-    max_request_bytes: int = 1024 * 1024
-    max_message_bytes: int = 256 * 1024
-    max_json_depth: int = 64
+    max_request_bytes: Positive = 1024 * 1024
+    max_message_bytes: Positive = 256 * 1024
+    max_json_depth: Positive = 64
     projector: Literal["embedded", "process"] = "embedded"
     """Where projections are applied: in each serving process, or in one process of their own
     that ``cairn serve`` starts beside the workers (its default)."""
-    sweep_interval_s: float = 0.5
-    projection_coalesce_s: float = 0.01
-    read_wait_s: float = 5.0
+    sweep_interval_s: PositiveSeconds = 0.5
+    projection_coalesce_s: Annotated[float, Meta(ge=0)] = 0.01
+    read_wait_s: PositiveSeconds = 5.0
     sse_heartbeat_s: float = 15.0
     sse_retry_ms: int = 3000
-    sse_buffer_events: int = 10_000
+    sse_buffer_events: Positive = 10_000
 
     def validate(self) -> Settings:
         if self.authenticator() is None and not self.insecure_no_auth and not _loopback(self.host):
@@ -85,7 +91,12 @@ class Settings(msgspec.Struct, kw_only=True):
         if not 0 < self.sse_heartbeat_s <= 15:
             raise ConfigError("CAIRN_SSE_HEARTBEAT_S must be in (0, 15]")
         if self.max_message_bytes > self.max_request_bytes:
-            raise ConfigError("the message body limit cannot exceed the request body limit")
+            raise ConfigError(
+                f"CAIRN_MAX_MESSAGE_BYTES ({self.max_message_bytes}) cannot exceed"
+                f" CAIRN_MAX_REQUEST_BYTES ({self.max_request_bytes})"
+            )
+        if self.log_file is not None:
+            _check_log_file(self.log_file)
         return self
 
     def authenticator(self) -> Authenticator | None:
@@ -110,6 +121,40 @@ class Settings(msgspec.Struct, kw_only=True):
 
 
 FIELDS: Final = Settings.__struct_fields__
+ENV_ONLY: Final = frozenset(
+    {
+        "log_file_max_bytes",
+        "log_file_backups",
+        "max_request_bytes",
+        "max_message_bytes",
+        "max_json_depth",
+        "sweep_interval_s",
+        "projection_coalesce_s",
+        "read_wait_s",
+        "sse_heartbeat_s",
+        "sse_retry_ms",
+        "sse_buffer_events",
+    }
+)
+"""Settings that have no flag of ``cairn serve``, only a ``CAIRN_*`` variable."""
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _check_log_file(path: str) -> None:
+    """A log file must be creatable before the workers start: a worker that cannot open it
+    dies, and uvicorn starts another, for ever, while nothing listens."""
+    location = Path(path)
+    if location.is_dir():
+        raise ConfigError(f"--log-file {path}: is a directory, not a file")
+    folder = location.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--log-file {path}: the folder {folder} does not exist")
+    target = location if location.exists() else folder
+    if not os.access(target, os.W_OK):
+        raise ConfigError(f"--log-file {path}: {target} is not writable")
 
 
 def env_name(field: str) -> str:
@@ -120,15 +165,22 @@ def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Setting
     """Settings from ``CAIRN_*`` variables, then ``overrides`` (flags) on top."""
     environ = dict(os.environ) if environ is None else environ
     raw: dict[str, Any] = {}
+    source: dict[str, str] = {}
     for field in FIELDS:
         value = environ.get(env_name(field))
         if value is not None and value != "":
             raw[field] = value
-    raw.update({k: v for k, v in overrides.items() if v is not None})
+            source[field] = env_name(field)
+            if field not in ENV_ONLY:
+                source[field] += f" ({flag_name(field)})"
+    for field, value in overrides.items():
+        if value is not None:
+            raw[field] = value
+            source[field] = flag_name(field)
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as error:
-        raise ConfigError(_explain(str(error))) from None
+        raise ConfigError(_explain(str(error), source)) from None
     return settings.validate()
 
 
@@ -151,10 +203,11 @@ def _loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve to anything
 
 
-def _explain(message: str) -> str:
-    # msgspec says "Expected `int`, got `str` - at `$.port`"; name the flag instead.
+def _explain(message: str, source: dict[str, str]) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.port`": name where the value came from
+    # (the flag, or the environment variable) instead.
     if " - at `$." in message:
         text, _, path = message.partition(" - at `$.")
-        flag = "--" + path.rstrip("`").replace("_", "-")
-        return f"{flag}: {text}"
+        field = path.rstrip("`")
+        return f"{source.get(field, flag_name(field))}: {text}"
     return message

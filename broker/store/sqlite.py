@@ -18,10 +18,14 @@ A reader in WAL mode sees whole transactions only, so no reader sees p+1 before 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
 from broker import events
@@ -47,14 +51,106 @@ Durability = Literal["full", "normal"]
 _SYNCHRONOUS: Final = {"full": 2, "normal": 1}
 _MAX_PARAMS: Final = 500
 _LOCK_RETRY_S: Final = 0.0002
+_MIN_FREE_BYTES: Final = 1024 * 1024
+"""Less than this free at start-up and the migration could not even record itself."""
 _EVENT_COLUMNS: Final = "position, type, at, queue, message_id, data"
 _QUEUE_COLUMNS: Final = (
     "queue_id, name, visibility_timeout_s, delay_s, retention_s, max_receive_count,"
     " dead_letter_queue, created_at, updated_at, deleted"
 )
 _MESSAGE_COLUMNS: Final = (
-    "message_id, queue_id, position, status, visible_at, receipt, receive_count, published_at"
+    "message_id, queue_id, position, status, visible_at, lease, receive_count, published_at"
 )
+
+
+def check_usable(path: str, *, must_exist: bool = False) -> None:
+    """Raise ``StoreUnavailableError`` saying why the store at ``path`` cannot be opened for
+    writing: a directory, a missing file (``must_exist``), a read-only file system, a file
+    that is not a database. Checked before anything else opens it: an open that fails inside
+    the ORM's migration leaves its connection lock held, and start-up would hang for ever."""
+    location = Path(path)
+    if location.is_dir():
+        raise StoreUnavailableError(f"{path} is a directory, not a database file")
+    if must_exist and not location.exists():
+        raise StoreUnavailableError(f"there is no store at {path}")
+    folder = location.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise StoreUnavailableError(f"{folder} is not a directory")
+    if not os.access(location if location.exists() else folder, os.W_OK):
+        raise StoreUnavailableError(f"{location if location.exists() else folder} is not writable")
+    space = os.statvfs(folder)
+    if space.f_bavail * space.f_frsize < _MIN_FREE_BYTES:
+        raise StoreUnavailableError(f"no space left on the device that holds {folder}")
+    if not location.exists():
+        return  # created, in a folder we may write, by the migration
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=1)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.Error as error:
+        raise StoreUnavailableError(f"{path}: {error}") from None
+
+
+class StoreLock:
+    """Who has the store open: every process that opens it holds a shared ``flock`` on
+    ``<store>.lock`` for as long as it does, and ``cairn restore`` needs it exclusively. The
+    kernel drops a dead process's lock, even after a kill -9, so a crash never leaves the store
+    looking busy, and a restore can never replace the files under a running broker (which would
+    hand out positions that feeds have already delivered)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path + ".lock"
+        self._fd: int | None = None
+
+    def share(self, wait_s: float = 10.0) -> None:
+        """Hold the lock shared; waits (bounded) while a restore holds it."""
+        self._take(fcntl.LOCK_SH, wait_s, "a restore of this store is in progress")
+
+    def exclusive(self) -> None:
+        """Hold the lock alone, or raise naming the processes that have the store open."""
+        self._take(fcntl.LOCK_EX, 0.0, None)
+
+    def _take(self, mode: int, wait_s: float, busy: str | None) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                holders = _lock_holders(fd)
+                os.close(fd)
+                raise StoreUnavailableError(
+                    busy or f"the store is open in process {', '.join(holders) or '(unknown)'}"
+                ) from None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
+
+
+def _lock_holders(fd: int) -> list[str]:
+    """The pids holding a flock on the file behind ``fd``, from ``/proc/locks`` (Linux)."""
+    info = os.fstat(fd)
+    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks") as locks:
+            lines = locks.read().splitlines()
+    except OSError:
+        return []
+    pids = []
+    for line in lines:
+        fields = line.split()
+        if "FLOCK" in fields and inode in fields:
+            pids.append(fields[fields.index(inode) - 1])
+    return sorted(set(pids), key=int)
 
 
 class SqliteEventStore:
@@ -68,12 +164,18 @@ class SqliteEventStore:
         self._reader: ThreadPoolExecutor | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self._lock = StoreLock(path)
 
     async def open(self) -> None:
+        await asyncio.to_thread(self._lock.share)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cairn-sqlite-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="cairn-sqlite-reader")
-        self._write_conn = await self._in(self._writer, self._connect, False)
-        self._read_conn = await self._in(self._reader, self._connect, True)
+        try:
+            self._write_conn = await self._in(self._writer, self._connect, False)
+            self._read_conn = await self._in(self._reader, self._connect, True)
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         for executor, conn in ((self._writer, self._write_conn), (self._reader, self._read_conn)):
@@ -83,6 +185,7 @@ class SqliteEventStore:
                 executor.shutdown(wait=True)
         self._writer = self._reader = None
         self._write_conn = self._read_conn = None
+        self._lock.release()
 
     def _connect(self, readonly: bool) -> sqlite3.Connection:
         # The writer waits for the lock in write_transaction, in finer steps than SQLite's.
@@ -258,7 +361,7 @@ def _message(row: tuple[Any, ...]) -> MessageState:
         position=row[2],
         status=row[3],
         visible_at=row[4],
-        receipt=row[5],
+        lease=row[5],
         receive_count=row[6],
         published_at=row[7],
     )
@@ -429,7 +532,7 @@ class _SqliteTx:
         self._conn.executemany(
             f"INSERT INTO broker_messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (message_id) DO UPDATE SET status = excluded.status,"
-            " visible_at = excluded.visible_at, receipt = excluded.receipt,"
+            " visible_at = excluded.visible_at, lease = excluded.lease,"
             " receive_count = excluded.receive_count",
             [
                 (
@@ -438,7 +541,7 @@ class _SqliteTx:
                     m.position,
                     m.status,
                     m.visible_at,
-                    m.receipt,
+                    m.lease,
                     m.receive_count,
                     m.published_at,
                 )

@@ -57,7 +57,7 @@ class MessageRow(models.Model):
     position = fields.BigIntField()
     status = fields.CharField(max_length=16)
     visible_at = fields.BigIntField()
-    receipt = fields.CharField(max_length=64, null=True)
+    lease = fields.CharField(max_length=64, null=True)
     receive_count = fields.IntField()
     published_at = fields.BigIntField()
 
@@ -144,8 +144,12 @@ def tortoise_config(
 
 async def migrate(database_url: str, extra_apps: dict[str, dict[str, Any]] | None = None) -> None:
     """Create or upgrade every table of every app; idempotent."""
-    await tortoise_migrate(config=tortoise_config(database_url, extra_apps))
-    await Tortoise.close_connections()
+    try:
+        await tortoise_migrate(config=tortoise_config(database_url, extra_apps))
+    finally:
+        # Also when the migration failed or was cancelled by a timeout: the driver's
+        # connection threads are not daemons, and would keep the process from exiting.
+        await Tortoise.close_connections()
 
 
 async def open_orm(database_url: str, extra_apps: dict[str, dict[str, Any]] | None = None) -> None:

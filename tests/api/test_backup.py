@@ -67,3 +67,37 @@ def test_a_backup_taken_under_load_restores_to_a_working_broker(tmp_path: Path) 
         restored.stop()
     bad = cairn("restore", str(tmp_path / "nothing.db"), "--database-url", f"sqlite:///{target}")
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_restore_refuses_while_a_server_has_the_store_open(tmp_path: Path) -> None:
+    server = make_server(tmp_path).start()
+    url = f"sqlite:///{server.database}"
+    backup = tmp_path / "backup.db"
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            client.post("/v1/queues", json={"name": "r"})
+            assert cairn("backup", str(backup), "--database-url", url).returncode == 0
+            later = client.post("/v1/queues/r/messages", json={"body": "after the backup"})
+            assert later.status_code == 201
+            refused = cairn("restore", str(backup), "--database-url", url)
+            lines = refused.stderr.strip().splitlines()
+            assert refused.returncode != 0 and len(lines) == 1, refused.stderr
+            assert server.process is not None
+            assert "stop" in lines[0] and str(server.process.pid) in lines[0]
+            # Nothing was replaced: the write answered after the backup is still there.
+            again = client.post("/v1/queues/r/messages", json={"body": "still serving"})
+            assert again.json()["position"] == later.json()["position"] + 1
+    finally:
+        server.stop()
+    # Stopped now, but the store holds events the backup does not: that needs --rewind.
+    rewind = cairn("restore", str(backup), "--database-url", url)
+    assert rewind.returncode != 0 and "--rewind" in rewind.stderr
+    assert len(rewind.stderr.strip().splitlines()) == 1
+    done = cairn("restore", str(backup), "--database-url", url, "--rewind")
+    assert done.returncode == 0, done.stderr
+    restored = make_server(tmp_path).start()
+    try:
+        with httpx.Client(base_url=restored.url) as client:
+            assert client.get("/v1/projections").json()["head"] == 1  # the queue's creation
+    finally:
+        restored.stop()

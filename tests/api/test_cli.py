@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -201,7 +202,7 @@ def _projector_pids(database: Path) -> list[int]:
         except OSError:
             continue
         if (
-            b"projector" in cmdline
+            b"api.projector" in cmdline
             and f"CAIRN_DATABASE_URL=sqlite:///{database}".encode() in environ
         ):
             found.append(int(proc.name))
@@ -240,3 +241,151 @@ def test_projections_can_run_inside_the_serving_process(tmp_path: Path) -> None:
         assert _projector_pids(server.database) == []
     finally:
         server.stop()
+
+
+def one_line(result: subprocess.CompletedProcess[str], says: str, code: int | None = None) -> str:
+    """The command failed with one line on stderr that says ``says``, and no traceback."""
+    assert result.returncode != 0, result.stdout
+    if code is not None:
+        assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "not-a-port"], "--port"),
+        (["--durability", "bogus"], "--durability"),
+        (["--log-format", "xml"], "--log-format"),
+        (["--workers", "two"], "--workers"),
+        (["--no-such-option"], "--no-such-option"),
+    ],
+)
+def test_values_the_parser_refuses_are_one_line_and_exit_2(args: list[str], says: str) -> None:
+    line = one_line(cairn("serve", *args), says, code=2)
+    assert "usage:" not in line
+
+
+def test_help_lists_only_the_commands_an_operator_runs() -> None:
+    result = cairn("--help")
+    assert result.returncode == 0
+    assert "projector" not in result.stdout and "SUPPRESS" not in result.stdout
+    assert "serve" in result.stdout and "restore" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"CAIRN_MAX_REQUEST_BYTES": "-5"}, "CAIRN_MAX_REQUEST_BYTES"),
+        ({"CAIRN_MAX_JSON_DEPTH": "0"}, "CAIRN_MAX_JSON_DEPTH"),
+        ({"CAIRN_SWEEP_INTERVAL_S": "-1"}, "CAIRN_SWEEP_INTERVAL_S"),
+        ({"CAIRN_PORT": "eighty"}, "CAIRN_PORT"),
+    ],
+)
+def test_a_bad_environment_variable_is_named(env: dict[str, str], says: str) -> None:
+    one_line(cairn("serve", env=env), says)
+
+
+def test_a_database_path_that_is_a_directory_exits_at_once(tmp_path: Path) -> None:
+    folder = tmp_path / "cairn.db"
+    folder.mkdir()
+    for command in (["serve"], ["projections", "rebuild"]):
+        started = time.monotonic()
+        result = cairn(*command, "--database-url", f"sqlite:///{folder}")
+        one_line(result, "--database-url")
+        assert "directory" in result.stderr
+        assert time.monotonic() - started < 20
+
+
+def test_rebuild_of_a_mistyped_path_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "cairn.db"
+    one_line(cairn("projections", "rebuild", "--database-url", f"sqlite:///{missing}"), "no store")
+    assert not missing.parent.exists()
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a read-only file system (a tmpfs the test mounts: root may write anywhere
+    else, so permissions alone would prove nothing)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)])
+    assert mounted.returncode == 0, "this test mounts a tmpfs: it needs root"
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_store_on_a_read_only_file_system_exits_with_one_line(read_only_folder: Path) -> None:
+    started = time.monotonic()
+    result = cairn("serve", "--database-url", f"sqlite:///{read_only_folder}/cairn.db")
+    one_line(result, "--database-url")
+    assert "not writable" in result.stderr
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_log_file_in_a_missing_folder_is_one_line(tmp_path: Path, workers: str) -> None:
+    result = cairn(
+        "serve",
+        "--workers",
+        workers,
+        "--database-url",
+        f"sqlite:///{tmp_path}/cairn.db",
+        "--log-file",
+        str(tmp_path / "missing" / "cairn.log"),
+    )
+    one_line(result, "--log-file")
+
+
+def test_a_console_log_file_has_no_colour_codes(tmp_path: Path) -> None:
+    server = make_server(tmp_path, "--log-format", "console").start()
+    try:
+        server.client().get("/v1/queues")
+    finally:
+        server.stop()
+    text = server.log.read_text()
+    assert "broker_started" in text and "\x1b[" not in text
+
+
+def test_a_token_for_nobody_is_refused() -> None:
+    secret = "0123456789abcdef0123456789abcdef"
+    one_line(cairn("token", "--sub", "", "--scope", "admin", "--jwt-secret", secret), "--sub")
+    assert cairn("token", "--sub", "ci", "--scope", "admin", "--jwt-secret", secret).returncode == 0
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.4, 0.8, 1.2])
+def test_sigterm_during_start_up_exits_cleanly(tmp_path: Path, delay: float) -> None:
+    """From the moment the command's own code runs (the interpreter's first ~40 ms cannot be
+    helped): while it imports, migrates, starts the projector, starts uvicorn."""
+    server = make_server(tmp_path)
+    with subprocess.Popen(
+        server.args, env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as process:
+        time.sleep(delay)  # the point of the test: a signal at this moment of start-up
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(15)
+        stderr = process.stderr.read().decode() if process.stderr else ""
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_store_on_a_full_disk_exits_with_one_line(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    assert (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)]).returncode
+        == 0
+    )
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={disk}/filler", "bs=64k"], capture_output=True)
+        started = time.monotonic()
+        result = cairn("serve", "--database-url", f"sqlite:///{disk}/cairn.db")
+        one_line(result, "--database-url")
+        assert "no space" in result.stderr
+        assert time.monotonic() - started < 20
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
