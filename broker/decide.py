@@ -52,6 +52,7 @@ from broker.events import (
     QueuePurged,
     QueueUpdated,
 )
+from broker.ids import lease_of
 from broker.state import MessageState, QueueState, StateView, from_us, to_us
 
 SOURCE_QUEUE = "source_queue"
@@ -368,7 +369,7 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
                 at=ctx.now,
                 queue=queue.name,
                 message_id=message.message_id,
-                receipt=receipt,
+                lease=lease_of(receipt),
                 receive_count=count,
                 visible_at=lease_end,
             )
@@ -389,8 +390,15 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
     return Decision(events, ReceiveReply(deliveries, view.next_visible_at(queue.queue_id, now)))
 
 
-def _holds_lease(message: MessageState, receipt: str, now: int) -> bool:
-    return message.status == "leased" and message.receipt == receipt and message.visible_at > now
+def _holds_lease(message: MessageState, lease: str, now: int) -> bool:
+    return message.status == "leased" and message.lease == lease and message.visible_at > now
+
+
+def _may_ack(message: MessageState, lease: str) -> bool:
+    """An ack settles the message while its last lease is still the latest one: in flight, or
+    expired without anyone leasing it since (API.md, "Clarifications of v1"). A nack gave the
+    lease up; another receive, a purge, an expiry or a dead-lettering took it away."""
+    return message.status in ("leased", "ready") and message.lease == lease
 
 
 def _leased_message(
@@ -399,33 +407,31 @@ def _leased_message(
     message = view.message(message_id)
     if message is None or message.queue_id != queue.queue_id:
         raise MessageNotFoundError(f"message {message_id!r} not found in queue {queue.name!r}")
-    if not _holds_lease(message, receipt, now):
+    if not _holds_lease(message, lease_of(receipt), now):
         raise LeaseLostError("the receipt no longer holds the message's lease", field="receipt")
     return message
 
 
 def _ack(view: StateView, command: AckMessages, ctx: Context) -> Decision:
     queue = _require(view, command.queue)
-    now = ctx.now_us
     events: list[AnyEvent] = []
     results: list[tuple[str, AckOutcome]] = []
     acked_here: dict[str, str] = {}
     for entry in command.entries:
         message = view.message(entry.message_id)
+        lease = lease_of(entry.receipt)
         outcome: AckOutcome
         if message is None or message.queue_id != queue.queue_id:
             outcome = "not_found"
         elif entry.message_id in acked_here:
-            outcome = "acked" if acked_here[entry.message_id] == entry.receipt else "lease_lost"
-        elif _holds_lease(message, entry.receipt, now):
+            outcome = "acked" if acked_here[entry.message_id] == lease else "lease_lost"
+        elif _may_ack(message, lease):
             events.append(
-                MessageAcked(
-                    at=ctx.now, queue=queue.name, message_id=entry.message_id, receipt=entry.receipt
-                )
+                MessageAcked(at=ctx.now, queue=queue.name, message_id=entry.message_id, lease=lease)
             )
-            acked_here[entry.message_id] = entry.receipt
+            acked_here[entry.message_id] = lease
             outcome = "acked"
-        elif message.status == "acked" and message.receipt == entry.receipt:
+        elif message.status == "acked" and message.lease == lease:
             outcome = "acked"  # the same receipt again: acks are idempotent
         else:
             outcome = "lease_lost"
@@ -442,7 +448,7 @@ def _nack(view: StateView, command: NackMessage, ctx: Context) -> Decision:
             at=ctx.now,
             queue=queue.name,
             message_id=message.message_id,
-            receipt=command.receipt,
+            lease=lease_of(command.receipt),
             visible_at=visible_at,
             reason=command.reason,
         )
@@ -459,7 +465,7 @@ def _extend(view: StateView, command: ExtendLease, ctx: Context) -> Decision:
         at=ctx.now,
         queue=queue.name,
         message_id=message.message_id,
-        receipt=command.receipt,
+        lease=lease_of(command.receipt),
         visible_at=visible_at,
     )
     return Decision([event], ExtendReply(visible_at, view.next_position))
@@ -530,7 +536,7 @@ def _sweep(view: StateView, command: Sweep, ctx: Context) -> Decision:
                     at=ctx.now,
                     queue=queue.name,
                     message_id=message.message_id,
-                    receipt=message.receipt or "",
+                    lease=message.lease or "",
                 )
             )
             events.extend(_after_release(view, queue, message, ctx))

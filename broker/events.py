@@ -62,29 +62,32 @@ class MessagePublished(MessageEvent, frozen=True, kw_only=True, tag="message.pub
     dedup_id: str | None = None
 
 
-class MessageLeased(MessageEvent, frozen=True, kw_only=True, tag="message.leased"):
-    receipt: str
+class LeaseEvent(MessageEvent, frozen=True, kw_only=True):
+    lease: str = ""
+    """Which lease: ``broker.ids.lease_of(receipt)``, never the receipt, which is the
+    consumer's secret. (Events written before v1.1 carried the receipt itself, and no lease.)"""
+
+
+class MessageLeased(LeaseEvent, frozen=True, kw_only=True, tag="message.leased"):
     receive_count: int
     visible_at: datetime
 
 
-class MessageAcked(MessageEvent, frozen=True, kw_only=True, tag="message.acked"):
-    receipt: str
+class MessageAcked(LeaseEvent, frozen=True, kw_only=True, tag="message.acked"):
+    """The lease's holder is done with the message: it is never delivered again."""
 
 
-class MessageNacked(MessageEvent, frozen=True, kw_only=True, tag="message.nacked"):
-    receipt: str
+class MessageNacked(LeaseEvent, frozen=True, kw_only=True, tag="message.nacked"):
     visible_at: datetime
     reason: str | None = None
 
 
-class MessageLeaseExtended(MessageEvent, frozen=True, kw_only=True, tag="message.lease_extended"):
-    receipt: str
+class MessageLeaseExtended(LeaseEvent, frozen=True, kw_only=True, tag="message.lease_extended"):
     visible_at: datetime
 
 
-class MessageLeaseExpired(MessageEvent, frozen=True, kw_only=True, tag="message.lease_expired"):
-    receipt: str
+class MessageLeaseExpired(LeaseEvent, frozen=True, kw_only=True, tag="message.lease_expired"):
+    """The lease ended without an ack: the message is available again."""
 
 
 class MessageDeadLettered(MessageEvent, frozen=True, kw_only=True, tag="message.dead_lettered"):

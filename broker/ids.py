@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
 import secrets
 import time
@@ -32,3 +34,11 @@ def new_message_id() -> str:
 def new_receipt() -> str:
     """An opaque, unguessable lease receipt."""
     return secrets.token_urlsafe(18)
+
+
+def lease_of(receipt: str) -> str:
+    """The lease a receipt holds, as events and the write-side state name it: a digest, so that
+    only the receive answer ever carries the receipt itself (anyone who may read the log or a
+    feed could otherwise ack, nack or extend someone else's lease)."""
+    digest = hashlib.sha256(receipt.encode()).digest()[:12]
+    return base64.urlsafe_b64encode(digest).decode()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, Protocol, TypeAlias, assert_never
+from typing import Any, Final, Literal, Protocol, TypeAlias, assert_never
 
 import msgspec
 
@@ -70,7 +70,10 @@ class MessageState(msgspec.Struct, frozen=True, kw_only=True):
     status: Status
     visible_at: int
     """Ready: when it becomes available. Leased: when the lease ends."""
-    receipt: str | None
+    lease: str | None
+    """The last lease (``broker.ids.lease_of`` its receipt) while it may still ack: in flight,
+    after its lease expired unclaimed, and once acked (a repeated ack is idempotent). None
+    before the first receive and after a nack, which gives the lease up."""
     receive_count: int
     published_at: int
 
@@ -205,7 +208,7 @@ def evolve(view: StateView, event: AnyEvent, position: int) -> list[Change]:
                 position=position,
                 status="ready",
                 visible_at=at + event.delay_s * 1_000_000,
-                receipt=None,
+                lease=None,
                 receive_count=0,
                 published_at=at,
             )
@@ -225,14 +228,20 @@ def evolve(view: StateView, event: AnyEvent, position: int) -> list[Change]:
                 view,
                 event.message_id,
                 status="leased",
-                receipt=event.receipt,
+                lease=event.lease,
                 receive_count=event.receive_count,
                 visible_at=to_us(event.visible_at),
             )
         case MessageAcked():
             return _put(view, event.message_id, status="acked")
         case MessageNacked():
-            return _put(view, event.message_id, status="ready", visible_at=to_us(event.visible_at))
+            return _put(
+                view,
+                event.message_id,
+                status="ready",
+                lease=None,
+                visible_at=to_us(event.visible_at),
+            )
         case MessageLeaseExtended():
             return _put(view, event.message_id, visible_at=to_us(event.visible_at))
         case MessageLeaseExpired():
@@ -247,29 +256,11 @@ def evolve(view: StateView, event: AnyEvent, position: int) -> list[Change]:
             assert_never(event)
 
 
-def _put(
-    view: StateView,
-    message_id: str,
-    *,
-    status: Status | None = None,
-    receipt: str | None = None,
-    receive_count: int | None = None,
-    visible_at: int | None = None,
-) -> list[Change]:
+def _put(view: StateView, message_id: str, **changes: Any) -> list[Change]:
     current = view.message(message_id)
     if current is None:
         raise LookupError(f"event for unknown message {message_id}")
-    return [
-        PutMessage(
-            msgspec.structs.replace(
-                current,
-                status=current.status if status is None else status,
-                receipt=current.receipt if receipt is None else receipt,
-                receive_count=current.receive_count if receive_count is None else receive_count,
-                visible_at=current.visible_at if visible_at is None else visible_at,
-            )
-        )
-    ]
+    return [PutMessage(msgspec.structs.replace(current, **changes))]
 
 
 def _live_queue(view: StateView, name: str) -> QueueState:

@@ -205,14 +205,22 @@ class CursorUnknown(LookupError):
 
 
 async def get_message(
-    store: EventStore, queue: str, message_id: str, now: int
+    store: EventStore, queue: str | None, message_id: str, now: int
 ) -> MessageResource | None:
-    queue_id = await _live_queue_id(queue)
-    if queue_id is None:
-        raise QueueMissing(queue)
-    rows = await _query(
-        _MESSAGE_SQL + " WHERE message_id = ? AND queue_id = ?", [message_id, queue_id]
-    )
+    """The message with its history; ``queue`` None finds it by id alone, in any live queue."""
+    if queue is None:
+        rows = await _query(
+            _MESSAGE_SQL + " WHERE message_id = ? AND queue_id IN"
+            " (SELECT queue_id FROM queue_views WHERE deleted = 0)",
+            [message_id],
+        )
+    else:
+        queue_id = await _live_queue_id(queue)
+        if queue_id is None:
+            raise QueueMissing(queue)
+        rows = await _query(
+            _MESSAGE_SQL + " WHERE message_id = ? AND queue_id = ?", [message_id, queue_id]
+        )
     if not rows:
         return None
     row = rows[0]

@@ -11,8 +11,8 @@ from typing import Final, Literal
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.body import check_depth, convert
-from api.endpoints import Endpoints
+from api.body import check_depth, parse_query
+from api.endpoints import Endpoints, principal
 from api.problems import ApiError, FieldError
 from api.responses import json_response, no_content
 from api.routes.queues import now_us, queue_name, read_query
@@ -344,6 +344,26 @@ async def get_message(request: Request) -> Response:
 
 @endpoints.add(
     "GET",
+    "/v1/messages/{id}",
+    "Find a message by its id alone, with its status and history",
+    query=ReadQuery,
+    responses={200: MessageResource},
+    errors=(404, 422),
+    permission="any",  # and a 404, not a 403, for a queue the token may not read
+)
+async def find_message(request: Request) -> Response:
+    s = services(request)
+    message_id = _message_id(request)
+    at = await s.read_position(read_query(request).min_position)
+    found = await queries.get_message(s.store, None, message_id, now_us())
+    # A message of a queue the caller may not read does not exist, as far as it can tell.
+    if found is None or not principal(request).can_read(found.queue):
+        raise ApiError(404, f"message {message_id!r} not found")
+    return json_response(found, position=at)
+
+
+@endpoints.add(
+    "GET",
     "/v1/queues/{name}/messages",
     "List a queue's messages, oldest first",
     query=MessageListQuery,
@@ -354,7 +374,7 @@ async def get_message(request: Request) -> Response:
 async def list_messages(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    query = convert(request.query_params, MessageListQuery, field_prefix="query.")
+    query = parse_query(request, MessageListQuery)
     at = await s.read_position(query.min_position)
     try:
         page = await queries.list_messages(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 
 from tests.api.conftest import problem
+from tests.api.feeds import frames
 
 
 def publish(http: httpx.Client, queue: str, body: Any = "x", **fields: Any) -> dict[str, Any]:
@@ -300,6 +302,7 @@ def test_messages_out_of_receives_go_to_the_dead_letter_queue(http: httpx.Client
 def test_message_detail_and_list_by_status_with_a_cursor(http: httpx.Client, queue: str) -> None:
     ids = [publish(http, queue, i)["id"] for i in range(5)]
     [leased] = receive(http, queue)
+    assert leased["id"] == ids[0]
     at = head(http)
     detail = http.get(f"/v1/queues/{queue}/messages/{ids[0]}", params={"min_position": at})
     assert detail.status_code == 200
@@ -311,7 +314,7 @@ def test_message_detail_and_list_by_status_with_a_cursor(http: httpx.Client, que
         0,
     )
     assert [h["type"] for h in body["history"]] == ["message.published", "message.leased"]
-    assert body["history"][1]["data"]["receipt"] == leased["receipt"]
+    assert "receipt" not in body["history"][1]["data"] and body["history"][1]["data"]["lease"]
     page = http.get(
         f"/v1/queues/{queue}/messages", params={"status": "available", "limit": 2}
     ).json()
@@ -383,3 +386,55 @@ def test_a_trailing_newline_is_not_part_of_a_name(http: httpx.Client, queue: str
     problem(
         http.post(f"/v1/queues/{queue}/messages", json={"body": 1, "attributes": {"k\n": "v"}}), 422
     )
+
+
+def test_a_receipt_is_in_the_receive_answer_only(http: httpx.Client, queue: str) -> None:
+    """Anyone with read: may see events, history and feeds; a receipt would let them ack,
+    nack or extend someone else's lease."""
+    start = http.get("/v1/projections").json()["head"]
+    http.post(f"/v1/queues/{queue}/messages/batch", json={"messages": [{"body": 1}, {"body": 2}]})
+    first, second = http.post(f"/v1/queues/{queue}/receive", json={"max_messages": 2}).json()[
+        "messages"
+    ]
+    http.post(
+        f"/v1/queues/{queue}/messages/{first['id']}/extend",
+        json={"receipt": first["receipt"], "visibility_timeout_s": 9},
+    )
+    acked = http.post(
+        f"/v1/queues/{queue}/messages/{first['id']}/ack", json={"receipt": first["receipt"]}
+    )
+    nacked = http.post(
+        f"/v1/queues/{queue}/messages/{second['id']}/nack", json={"receipt": second["receipt"]}
+    )
+    assert acked.status_code == nacked.status_code == 204
+    end = int(nacked.headers["x-cairn-position"])
+    seen = [
+        http.get(f"/v1/queues/{queue}/messages/{m['id']}", params={"min_position": end}).text
+        for m in (first, second)
+    ]
+    seen.append(http.get("/v1/events", params={"after": start}).text)
+    seen.append(http.get(f"/v1/queues/{queue}/messages", params={"min_position": end}).text)
+    with http.stream("GET", "/v1/events/stream", params={"after": start}) as feed:
+        for frame in frames(feed):
+            if frame.id is not None:
+                seen.append(json.dumps(frame.data))
+                if int(frame.id) >= end:
+                    break
+    text = "".join(seen)
+    assert "message.leased" in text and "message.lease_extended" in text
+    assert first["receipt"] not in text and second["receipt"] not in text
+
+
+def test_a_message_can_be_found_by_its_id_alone(http: httpx.Client, queue: str) -> None:
+    published = publish(http, queue, {"find": "me"})
+    found = http.get(
+        f"/v1/messages/{published['id']}", params={"min_position": published["position"]}
+    )
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert (body["id"], body["queue"], body["body"]) == (published["id"], queue, {"find": "me"})
+    assert [h["type"] for h in body["history"]] == ["message.published"]
+    assert int(found.headers["x-cairn-position"]) >= published["position"]
+    problem(http.get(f"/v1/messages/{uuid.uuid4()}"), 404)
+    http.delete(f"/v1/queues/{queue}")
+    problem(http.get(f"/v1/messages/{published['id']}"), 404)  # its queue is gone

@@ -125,8 +125,19 @@ def test_every_event_goes_to_the_global_and_the_queue_stream(
                     f"/v1/queues/{name}/messages/batch",
                     json={"messages": [{"body": i} for i in range(3)]},
                 )
+            got = http.post("/v1/queues/a/receive", json={"max_messages": 2}).json()["messages"]
+            first, second = got
+            for verb, message in (("ack", first), ("nack", second)):
+                answer = http.post(
+                    f"/v1/queues/a/messages/{message['id']}/{verb}",
+                    json={"receipt": message["receipt"]},
+                )
+                assert answer.status_code == 204
             expected = log(http)
             wait_for(lambda: client.xlen("cairn:events") == len(expected))
+            entries = b"".join(e[b"event"] for _, e in client.xrange("cairn:events"))
+            assert first["receipt"].encode() not in entries  # receipts are the consumer's
+            assert second["receipt"].encode() not in entries
             assert stream_entries(client, "cairn:events") == [
                 (f"{e['position']}-0", e) for e in expected
             ]

@@ -249,7 +249,9 @@ class Model:
         found = self._find(name, message_id)
         if not isinstance(found, Message):
             return "not_found"
-        if self._holds(found, receipt, now):
+        # In flight, or its lease ended without anyone leasing the message since (a nack
+        # gives the lease up): the ack settles it.
+        if found.status in ("leased", "ready") and found.receipt == receipt:
             found.status = "acked"
             return "ok"
         if found.status == "acked" and found.receipt == receipt:
@@ -263,6 +265,7 @@ class Model:
         if not self._holds(found, receipt, now):
             return "lease_lost"
         found.status = "ready"
+        found.receipt = None
         found.visible_at = now + delay_s * US
         self._release(found, now)
         return "ok"

@@ -162,14 +162,53 @@ async def test_ack_is_idempotent_for_its_receipt_and_refuses_stale_ones(broker: 
     assert await ack(broker, "q", "nope", fresh.receipt) == "not_found"
 
 
-async def test_an_ack_after_the_lease_ended_loses_even_before_the_sweeper_ran(
+async def test_an_ack_after_the_lease_ended_settles_it_until_someone_else_leases_it(
     broker: Broker,
 ) -> None:
     await broker.create("q", visibility_timeout_s=5)
+    first, second = await publish(broker, "q", "x", "y")
+    late = (await receive(broker, "q", 2)).messages
+    broker.clock.advance(5)
+    assert await ack(broker, "q", first, late[0].receipt) == "acked"  # before the sweep
+    await broker.run(Sweep())
+    assert await ack(broker, "q", second, late[1].receipt) == "acked"  # after it
+    settled = await broker.message(second)
+    assert settled is not None and settled.status == "acked"
+    assert (await receive(broker, "q")).messages == []
+
+
+async def test_an_ack_loses_once_another_receive_leased_the_message(broker: Broker) -> None:
+    await broker.create("q", visibility_timeout_s=5)
+    [mid] = await publish(broker, "q", "x")
+    stale = (await receive(broker, "q")).messages[0].receipt
+    broker.clock.advance(5)
+    assert (await receive(broker, "q")).messages[0].id == mid
+    assert await ack(broker, "q", mid, stale) == "lease_lost"
+
+
+async def test_an_ack_after_a_nack_loses(broker: Broker) -> None:
+    await broker.create("q")
     [mid] = await publish(broker, "q", "x")
     receipt = (await receive(broker, "q")).messages[0].receipt
-    broker.clock.advance(5)
+    await broker.run(NackMessage(queue="q", message_id=mid, receipt=receipt))
     assert await ack(broker, "q", mid, receipt) == "lease_lost"
+
+
+async def test_no_event_carries_a_receipt(broker: Broker) -> None:
+    await broker.create("q", visibility_timeout_s=5)
+    ids = await publish(broker, "q", "a", "b", "c")
+    got = (await receive(broker, "q", 3)).messages
+    await ack(broker, "q", ids[0], got[0].receipt)
+    await broker.run(NackMessage(queue="q", message_id=ids[1], receipt=got[1].receipt))
+    await broker.run(
+        ExtendLease(queue="q", message_id=ids[2], receipt=got[2].receipt, visibility_timeout_s=1)
+    )
+    broker.clock.advance(1)
+    await broker.run(Sweep())
+    log = b"".join(stored.json() for stored in await broker.store.read(0, 1000))
+    assert b"message.lease_expired" in log and b"message.lease_extended" in log
+    for delivery in got:
+        assert delivery.receipt.encode() not in log
 
 
 async def test_nack_makes_the_message_available_after_its_delay(broker: Broker) -> None:
