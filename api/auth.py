@@ -29,6 +29,7 @@ log = structlog.get_logger(component="cairn.auth")
 
 Action = Literal["manage", "publish", "consume", "read", "log", "any"]
 LEEWAY_S: Final = 5
+_NUMERIC_DATES: Final = ("exp", "nbf", "iat")
 MIN_SECRET_BYTES: Final = 32
 
 
@@ -189,14 +190,17 @@ class Authenticator:
             )
         except jwt.PyJWTError as error:  # every refusal, InvalidKeyError for an unknown kid too
             raise AuthError(f"{type(error).__name__}: {error}") from None
+        for name in _NUMERIC_DATES:
+            # RFC 7519 §2: a NumericDate is a JSON number; pyjwt would take "exp": "99999".
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise AuthError(f"{name} is not a NumericDate")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise AuthError("sub is not a non-empty string")
         scope = claims.get("scope", "")
-        if isinstance(scope, list):
-            scope = " ".join(str(s) for s in scope)
-        if not isinstance(scope, str):
-            raise AuthError("scope is neither a string nor a list")
+        if not isinstance(scope, str):  # RFC 8693 §4.2 and the contract: space-separated
+            raise AuthError("scope is not a space-separated string")
         return Principal.from_scope(subject, scope, float(claims["exp"]))
 
     def _key_for(self, header: dict[str, Any]) -> _Key:

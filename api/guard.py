@@ -28,6 +28,7 @@ from api.problems import ApiError
 log = structlog.get_logger(component="cairn.guard")
 
 _BROWSER_TOKEN_PATHS: Final = ("/events/stream",)
+_NO_TOKEN: Final = "no bearer token"
 
 
 class RateLimiter:
@@ -72,7 +73,7 @@ class Guard:
         if self.authenticator is not None:
             token = _token(scope)
             if token is None:
-                principal, refusal = None, "no bearer token"
+                principal, refusal = None, _NO_TOKEN
             else:
                 try:
                     principal = self.authenticator.authenticate(token)
@@ -93,10 +94,12 @@ class Guard:
                 return
         if principal is None:
             log.info("token_refused", reason=refusal, path=scope["path"])
+            # RFC 6750 §3.1: a request with no token at all gets no error code.
+            challenge = "Bearer" if refusal == _NO_TOKEN else 'Bearer error="invalid_token"'
             await ApiError(
                 401,
                 "a valid bearer token is required",
-                headers={**headers, "WWW-Authenticate": 'Bearer error="invalid_token"'},
+                headers={**headers, "WWW-Authenticate": challenge},
                 slug="invalid-token",
             ).response()(scope, receive, send)
             return

@@ -46,9 +46,11 @@ def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
-def unauthorized(response: httpx.Response) -> None:
+def unauthorized(response: httpx.Response, *, token_sent: bool = True) -> None:
     body = problem(response, 401)
-    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    # RFC 6750 §3.1: a refused token is invalid_token; no token at all gets no error code.
+    challenge = 'Bearer error="invalid_token"' if token_sent else "Bearer"
+    assert response.headers["www-authenticate"] == challenge
     assert body["detail"] == "a valid bearer token is required"  # never which check failed
 
 
@@ -87,14 +89,18 @@ def anon(secure: Server) -> Iterator[httpx.Client]:
 
 
 def test_a_missing_token_is_401_with_a_bearer_challenge(anon: httpx.Client) -> None:
-    unauthorized(anon.get("/v1/queues"))
-    unauthorized(anon.post("/v1/queues/orders.eu/messages", json={"body": 1}))
+    unauthorized(anon.get("/v1/queues"), token_sent=False)
+    unauthorized(anon.post("/v1/queues/orders.eu/messages", json={"body": 1}), token_sent=False)
 
 
-@pytest.mark.parametrize(
-    "header",
-    ["Bearer", "Bearer not-a-jwt", "Bearer a.b.c", "Basic " + b64(b"alice:pw"), "bearer  x.y"],
-)
+@pytest.mark.parametrize("header", ["Bearer", "Basic " + b64(b"alice:pw")])
+def test_no_bearer_credential_at_all_is_401_without_an_error_code(
+    anon: httpx.Client, header: str
+) -> None:
+    unauthorized(anon.get("/v1/queues", headers={"Authorization": header}), token_sent=False)
+
+
+@pytest.mark.parametrize("header", ["Bearer not-a-jwt", "Bearer a.b.c", "bearer  x.y"])
 def test_a_malformed_credential_is_401(anon: httpx.Client, header: str) -> None:
     unauthorized(anon.get("/v1/queues", headers={"Authorization": header}))
 
@@ -120,8 +126,22 @@ def test_an_unsigned_alg_none_token_is_401(anon: httpx.Client) -> None:
         {"exp": None},  # no exp at all
         {"aud": None},  # audience configured but missing
         {"sub": None},
+        {"exp": str(int(time.time()) + 3600)},  # a NumericDate is a number (RFC 7519 §2)
+        {"nbf": str(int(time.time()) - 60)},
+        {"scope": ["admin"]},  # scope is a space-separated string
     ],
-    ids=["expired", "future-nbf", "wrong-aud", "wrong-iss", "missing-exp", "missing-aud", "no-sub"],
+    ids=[
+        "expired",
+        "future-nbf",
+        "wrong-aud",
+        "wrong-iss",
+        "missing-exp",
+        "missing-aud",
+        "no-sub",
+        "string-exp",
+        "string-nbf",
+        "list-scope",
+    ],
 )
 def test_claims_that_fail_are_401(anon: httpx.Client, claims: dict[str, Any]) -> None:
     unauthorized(anon.get("/v1/queues", headers=bearer(token(**claims))))
@@ -160,6 +180,17 @@ def test_scopes_grant_exactly_their_actions_on_their_queues(
         assert response.status_code < 400, response.text
     else:
         forbidden(response)
+
+
+def test_finding_a_message_by_id_shows_only_readable_queues(anon: httpx.Client) -> None:
+    admin = bearer(token())
+    secret = anon.post("/v1/queues/billing/messages", json={"body": "s"}, headers=admin).json()
+    mine = anon.post("/v1/queues/orders.eu/messages", json={"body": "m"}, headers=admin).json()
+    reader = bearer(token("read:orders.*"))
+    wait = {"min_position": mine["position"]}
+    assert anon.get(f"/v1/messages/{mine['id']}", params=wait, headers=reader).status_code == 200
+    problem(anon.get(f"/v1/messages/{secret['id']}", params=wait, headers=reader), 404)
+    problem(anon.get(f"/v1/messages/{mine['id']}", headers=bearer(token("publish:*"))), 404)
 
 
 def test_listings_show_only_readable_queues(anon: httpx.Client) -> None:
@@ -231,7 +262,7 @@ def test_a_browser_feed_may_carry_its_token_in_the_query(anon: httpx.Client) -> 
         params={"after": 0, "access_token": token("read:orders.*")},
     ) as feed:
         assert feed.status_code == 200
-    unauthorized(anon.get("/v1/queues", params={"access_token": token()}))  # feeds only
+    unauthorized(anon.get("/v1/queues", params={"access_token": token()}), token_sent=False)
 
 
 def test_a_feed_ends_when_its_token_expires(anon: httpx.Client) -> None:
