@@ -102,6 +102,9 @@ class Writer:
         self._last_now: datetime | None = None
         self._listeners: list[Callable[[Commit], None]] = []
         self._accepting = False
+        self.failing: str | None = None
+        """Why the last transaction failed, until one commits again (readiness says so: a full
+        disk leaves reads working while every command is refused)."""
 
     def on_commit(self, listener: Callable[[Commit], None]) -> None:
         self._listeners.append(listener)
@@ -173,11 +176,15 @@ class Writer:
                 if isinstance(error, BrokerError)
                 else StoreUnavailableError(f"the event store failed: {error}")
             )
+            if isinstance(failure, StoreUnavailableError):
+                self.failing = failure.detail
             log.error("command_failed", error=str(error), command=type(batch[0][0]).__name__)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(failure)
             return
+        if result.commit.event_types:  # only a commit that wrote something proves writes work
+            self.failing = None
         for (_, future), outcome in zip(batch, result.outcomes, strict=True):
             if future.done():  # the caller went away (cancelled); the command still happened
                 continue

@@ -8,8 +8,8 @@ from starlette.responses import JSONResponse, Response
 from api import metrics as metrics_module
 from api.endpoints import Endpoints
 from api.responses import json_response
-from api.routes.queues import now_us
-from api.schemas import Health, ProjectionInfo, ProjectionsResponse
+from api.routes.queues import now_us, read_query
+from api.schemas import Health, ProjectionInfo, ProjectionsResponse, ReadQuery
 from api.services import services
 from broker.errors import BrokerError
 from projections import queries, redis_streams
@@ -31,6 +31,8 @@ async def readyz(request: Request) -> Response:
         checks["store"] = "ok"
     except BrokerError as error:
         checks["store"] = f"unavailable: {error.detail}"
+    if s.writer.failing is not None:  # reads work, writes do not (a full disk, say)
+        checks["store"] = f"refusing writes: {s.writer.failing}"
     if s.redis is not None:
         checks["redis"] = "ok" if await redis_streams.ping(s.redis) else "unavailable"
     ready = all(v == "ok" for v in checks.values()) and not s.shutdown.is_set()
@@ -54,14 +56,20 @@ async def openapi(request: Request) -> Response:
     "GET",
     "/v1/projections",
     "Where each projection stands against the log head",
+    query=ReadQuery,
     responses={200: ProjectionsResponse},
+    errors=(422,),
     permission="any",
 )
 async def projections(request: Request) -> Response:
     s = services(request)
+    await s.read_position(read_query(request).min_position)
     head = await s.store.head()
     infos = [
         ProjectionInfo(name, position, max(0, head - position))
         for name, position in (await s.projections()).items()
     ]
-    return json_response(ProjectionsResponse(infos, head))
+    # Like every read, it says what it reflects: the position all the projections listed have
+    # reached (API.md, "Clarifications of v1").
+    lowest = min((info.position for info in infos), default=head)
+    return json_response(ProjectionsResponse(infos, head), position=lowest)
