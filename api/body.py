@@ -61,12 +61,27 @@ def decode(
     try:
         return _decode_numbers_as_json_does(body, type_)
     except msgspec.ValidationError as error:
+        # msgspec checks types as it parses, so a wrong value early in a document that is not
+        # even JSON further on would be reported as a 422: it is not valid JSON, a 400.
+        _check_syntax(body)
         raise validation_error(str(error), field_prefix) from None
     except msgspec.DecodeError as error:
-        explained = _explain(body, error)
-        raise ApiError(400, f"the request body is not valid JSON: {explained}") from None
+        raise _not_json(body, error) from None
     except RecursionError:
         raise ApiError(422, "the request body is nested too deeply") from None
+
+
+def _check_syntax(body: bytes) -> None:
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        raise _not_json(body, error) from None
+    except RecursionError:
+        raise ApiError(422, "the request body is nested too deeply") from None
+
+
+def _not_json(body: bytes, error: msgspec.DecodeError) -> ApiError:
+    return ApiError(400, f"the request body is not valid JSON: {_explain(body, error)}")
 
 
 def check_utf8(data: bytes, what: str) -> None:

@@ -88,6 +88,10 @@ class BatchAckRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     acks: Annotated[list[AckItem], Meta(min_length=1, max_length=100)]
 
 
+class PurgeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """No options (yet): an empty body, or ``{}``."""
+
+
 class RedriveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     to: QueueName | None = None
     max: Annotated[int, Meta(ge=1, le=1000)] = 100

@@ -10,12 +10,13 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.body import parse_query, read_body
+from api.body import parse_query
 from api.endpoints import Endpoints, principal
 from api.problems import ApiError
 from api.responses import json_response, no_content
 from api.schemas import (
     CreateQueueRequest,
+    PurgeRequest,
     PurgeResponse,
     QueueList,
     ReadQuery,
@@ -194,14 +195,16 @@ async def delete_queue(request: Request) -> Response:
     "POST",
     "/v1/queues/{name}/purge",
     "Remove every available, delayed and in-flight message",
+    body=PurgeRequest,
+    body_optional=True,
     responses={200: PurgeResponse},
-    errors=(404, 415),
+    errors=(404, 413, 415, 422),
     permission="manage",
 )
 async def purge_queue(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    await read_body(request, s.settings.max_request_bytes)
+    await s.request_body(request, PurgeRequest, empty_ok=True)  # a body, if any, must be {}
     reply = await s.execute(PurgeQueue(queue=name))
     assert isinstance(reply, PurgeReply)
     at = await _settle(s, reply.position)
