@@ -39,8 +39,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from api.settings import Settings
 
-_MIGRATE_WITHIN_S = 60.0
-
 
 class _Parser(argparse.ArgumentParser):
     """Refused values are one line naming the option and exit 2, like every other
@@ -139,20 +137,18 @@ def _fail(message: str, code: int = 2) -> int:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api import runtime
     from api import settings as config
     from api.http import CairnHttpProtocol
     from broker.errors import StoreUnavailableError
-    from broker.store.sqlite import check_usable
-    from broker.store.tortoise import migrate
-    from projections.models import APPS
 
     if args.projector is None and config.env_name("projector") not in os.environ:
         args.projector = "process"
     settings = _settings(args)
     _Stop.deferred = True
     try:
-        check_usable(settings.sqlite_file)
-        asyncio.run(asyncio.wait_for(migrate(settings.database_url, APPS), _MIGRATE_WITHIN_S))
+        runtime.check(settings)
+        asyncio.run(asyncio.wait_for(runtime.migrate(settings), runtime.MIGRATE_WITHIN_S))
     except StoreUnavailableError as error:
         return _fail(f"--database-url {settings.database_url}: {error.detail}", 1)
     except Exception as error:  # one line, no traceback: the operator fixes the config
@@ -267,15 +263,15 @@ def token(args: argparse.Namespace) -> int:
 def projections(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from api import runtime
     from api.rebuild import rebuild
     from broker.errors import StoreUnavailableError
-    from broker.store.sqlite import check_usable
 
     settings = _settings(args)
     console = Console(stderr=True)
     try:
         # A mistyped path must not become a new, empty store that "rebuilt" successfully.
-        check_usable(settings.sqlite_file, must_exist=True)
+        runtime.check(settings, must_exist=True)
         done = asyncio.run(rebuild(settings, args.name, console))
     except StoreUnavailableError as error:
         return _fail(f"--database-url {settings.database_url}: {error.detail}", 1)

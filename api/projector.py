@@ -26,14 +26,11 @@ from typing import Any, Final
 import structlog
 
 from api import logs
+from api.runtime import open_storage
 from api.settings import Settings, from_env
 from broker.notify import Watermark
-from broker.store.sqlite import SqliteEventStore
+from broker.ports import EventStore
 from projections import redis_streams
-from projections.database import ReadModelDatabase
-from projections.models import views_file
-from projections.runner import ProjectionRunner
-from projections.views.projector import ViewsProjector
 
 log = structlog.get_logger(component="cairn.projector")
 
@@ -46,16 +43,10 @@ async def run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    store = SqliteEventStore(settings.sqlite_file, durability=settings.durability)
-    await store.open()
-    read_models = ReadModelDatabase(views_file(settings.sqlite_file))
-    await read_models.open()
+    storage = await open_storage(settings, coalesce_s=settings.projection_coalesce_s)
+    store, runner = storage.store, storage.runner
     redis = redis_streams.connect(settings.redis_url) if settings.redis_url else None
     head = Watermark(await store.head())
-    runner = ProjectionRunner(
-        store, read_models, [ViewsProjector()], coalesce_s=settings.projection_coalesce_s
-    )
-    await runner.start()
     tasks: list[asyncio.Task[Any]] = [
         asyncio.create_task(runner.run(head), name="cairn-projections"),
         asyncio.create_task(_follow_head(store, head), name="cairn-head"),
@@ -77,12 +68,11 @@ async def run(settings: Settings) -> None:
                 await task
         if redis is not None:
             await redis.aclose()
-        await read_models.close()
-        await store.close()
+        await storage.close()
         log.info("projector_stopped", positions={n: w.value for n, w in runner.watermarks.items()})
 
 
-async def _follow_head(store: SqliteEventStore, head: Watermark) -> None:
+async def _follow_head(store: EventStore, head: Watermark) -> None:
     while True:
         head.advance(await store.head())
         await asyncio.sleep(_HEAD_POLL_S)

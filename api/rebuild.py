@@ -11,15 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from api.runtime import open_storage
 from api.settings import Settings
 from broker.notify import Watermark
-from broker.store.sqlite import SqliteEventStore
-from broker.store.tortoise import close_orm, open_orm
+from broker.ports import EventStore
 from projections import redis_streams
-from projections.database import ReadModelDatabase
-from projections.models import APPS, views_file
-from projections.runner import ProjectionRunner
-from projections.views.projector import ViewsProjector
 
 
 class RateColumn(ProgressColumn):
@@ -41,20 +37,14 @@ def _progress(console: Console) -> Progress:
 
 async def rebuild(settings: Settings, name: str | None, console: Console) -> dict[str, Any]:
     """Rebuild ``name`` (or every projection); returns what was done, per projection."""
-    await open_orm(settings.database_url, APPS)
-    store = SqliteEventStore(settings.sqlite_file, durability=settings.durability)
-    await store.open()
-    read_models = ReadModelDatabase(views_file(settings.sqlite_file))
-    await read_models.open()
-    runner = ProjectionRunner(store, read_models, [ViewsProjector()])
-    await runner.start()
+    storage = await open_storage(settings)
+    store, runner = storage.store, storage.runner
     redis = redis_streams.connect(settings.redis_url) if settings.redis_url else None
-    known = [*runner.names, *(["redis"] if redis is not None else [])]
-    if name is not None and name not in known:
-        await _close(store, read_models, redis)
-        raise LookupError(f"no projection named {name!r} (known: {', '.join(known)})")
-    done: dict[str, Any] = {}
     try:
+        known = [*runner.names, *(["redis"] if redis is not None else [])]
+        if name is not None and name not in known:
+            raise LookupError(f"no projection named {name!r} (known: {', '.join(known)})")
+        done: dict[str, Any] = {}
         head = await store.head()
         with _progress(console) as progress:
             for each in [name] if name else known:
@@ -72,12 +62,14 @@ async def rebuild(settings: Settings, name: str | None, console: Console) -> dic
                 progress.update(task, completed=max(head, 1))
                 done[each] = {"events": applied, "seconds": time.perf_counter() - started}
     finally:
-        await _close(store, read_models, redis)
+        if redis is not None:
+            await redis.aclose()
+        await storage.close()
     return done
 
 
 async def _rebuild_redis(
-    store: SqliteEventStore, redis: Any, head: int, progress: Progress, task: Any
+    store: EventStore, redis: Any, head: int, progress: Progress, task: Any
 ) -> int:
     publisher = redis_streams.RedisStreamPublisher(store, redis, Watermark(head))
     await publisher.reset()
@@ -88,11 +80,3 @@ async def _rebuild_redis(
         applied += len(batch)
         progress.update(task, completed=position)
     return applied
-
-
-async def _close(store: SqliteEventStore, read_models: ReadModelDatabase, redis: Any) -> None:
-    if redis is not None:
-        await redis.aclose()
-    await read_models.close()
-    await store.close()
-    await close_orm()

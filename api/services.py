@@ -17,21 +17,19 @@ from starlette.requests import Request
 from api.body import decode, read_body
 from api.metrics import Metrics
 from api.problems import ApiError, from_broker
+from api.runtime import Storage, open_storage
 from api.settings import Settings
 from broker.commands import AnyCommand
 from broker.decide import Reply
 from broker.errors import BrokerError
 from broker.notify import QueueSignals, Watermark
-from broker.store.sqlite import SqliteEventStore
-from broker.store.tortoise import close_orm, open_orm
+from broker.ports import EventStore
+from broker.store.sql import Database
 from broker.writer import Commit, Writer, sweep_forever
 from projections import redis_streams
-from projections.database import ReadModelDatabase
-from projections.models import APPS, views_file
 from projections.redis_streams import Redis, RedisStreamPublisher
 from projections.runner import ProjectionRunner
 from projections.tail import LogTail
-from projections.views.projector import ViewsProjector
 
 log = structlog.get_logger(component="cairn")
 T = TypeVar("T")
@@ -43,10 +41,8 @@ _HEAD_POLL_S: Final = 0.25
 @dataclass
 class Services:
     settings: Settings
-    store: SqliteEventStore
+    storage: Storage
     writer: Writer
-    runner: ProjectionRunner
-    read_models: ReadModelDatabase
     head: Watermark
     signals: QueueSignals
     metrics: Metrics
@@ -55,6 +51,19 @@ class Services:
     publisher: RedisStreamPublisher | None = None
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def store(self) -> EventStore:
+        return self.storage.store
+
+    @property
+    def views(self) -> Database:
+        """The read models, for the queries."""
+        return self.storage.views
+
+    @property
+    def runner(self) -> ProjectionRunner:
+        return self.storage.runner
 
     async def projections(self) -> dict[str, int]:
         """Every projector and the position it has applied. The Redis publisher's checkpoint
@@ -123,18 +132,11 @@ def services(request: Request) -> Services:
 
 
 async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Services:
-    await open_orm(settings.database_url, APPS)
-    store = SqliteEventStore(settings.sqlite_file, durability=settings.durability)
-    await store.open()
+    storage = await open_storage(settings, coalesce_s=settings.projection_coalesce_s)
+    store, runner = storage.store, storage.runner
     head = Watermark(await store.head())
     signals = QueueSignals()
-    read_models = ReadModelDatabase(views_file(settings.sqlite_file))
-    await read_models.open()
     writer = Writer(store)
-    runner = ProjectionRunner(
-        store, read_models, [ViewsProjector()], coalesce_s=settings.projection_coalesce_s
-    )
-    await runner.start()
     embedded = settings.projector == "embedded"
     publisher = (
         redis_streams.RedisStreamPublisher(store, redis, head, maxlen=settings.redis_stream_maxlen)
@@ -152,10 +154,8 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
     await writer.start()
     running = Services(
         settings=settings,
-        store=store,
+        storage=storage,
         writer=writer,
-        runner=runner,
-        read_models=read_models,
         head=head,
         signals=signals,
         metrics=metrics,
@@ -193,13 +193,11 @@ async def stop(running: Services) -> None:
     await running.writer.stop()
     if running.redis is not None:
         await running.redis.aclose()
-    await running.read_models.close()
-    await running.store.close()
-    await close_orm()
+    await running.storage.close()
     log.info("broker_stopped", head=running.head.value)
 
 
-async def _follow_head(store: SqliteEventStore, head: Watermark, signals: QueueSignals) -> None:
+async def _follow_head(store: EventStore, head: Watermark, signals: QueueSignals) -> None:
     """Notice commits made by other processes on the same database (``--workers N``): a cheap
     indexed MAX every 250 ms wakes this process's projector, long polls and feeds."""
     while True:

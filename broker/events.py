@@ -203,3 +203,34 @@ def envelope_json(
         _encoder.encode(message_id),
         data,
     )
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """One row of the log, as stored: the envelope in columns, the rest as JSON ``data``."""
+
+    position: int
+    type: str
+    at: str
+    queue: str
+    message_id: str | None
+    data: bytes
+
+    @classmethod
+    def of(cls, position: int, event: AnyEvent) -> StoredEvent:
+        return cls(
+            position,
+            type_of(event),
+            encode_at(event.at),
+            event.queue,
+            message_id_of(event),
+            encode_data(event),
+        )
+
+    def event(self) -> AnyEvent:
+        return decode(self.type, self.at, self.queue, self.message_id, self.data)
+
+    def json(self) -> bytes:
+        """The public JSON of this event (API.md "The event log")."""
+        return envelope_json(
+            self.position, self.type, self.at, self.queue, self.message_id, self.data
+        )

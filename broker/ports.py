@@ -6,9 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
-import msgspec
-
-from broker import events
+from broker.events import StoredEvent
 from broker.state import StateTx
 
 T = TypeVar("T")
@@ -18,26 +16,6 @@ Clock = Callable[[], datetime]
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-class StoredEvent(msgspec.Struct, frozen=True):
-    """One row of the log, as stored: the envelope in columns, the rest as JSON ``data``."""
-
-    position: int
-    type: str
-    at: str
-    queue: str
-    message_id: str | None
-    data: bytes
-
-    def event(self) -> events.AnyEvent:
-        return events.decode(self.type, self.at, self.queue, self.message_id, self.data)
-
-    def json(self) -> bytes:
-        """The public JSON of this event (API.md "The event log")."""
-        return events.envelope_json(
-            self.position, self.type, self.at, self.queue, self.message_id, self.data
-        )
 
 
 def matches_types(type_: str, patterns: Sequence[str]) -> bool:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, Protocol, TypeAlias, assert_never
+from typing import Annotated, Any, Final, Literal, Protocol, TypeAlias, assert_never
 
 import msgspec
+from msgspec import Meta
 
 from broker.commands import DEDUP_WINDOW_S
 from broker.events import (
@@ -29,6 +30,7 @@ from broker.events import (
     QueueDeleted,
     QueuePurged,
     QueueUpdated,
+    StoredEvent,
 )
 
 Status: TypeAlias = Literal[
@@ -47,41 +49,52 @@ def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-class QueueState(msgspec.Struct, frozen=True, kw_only=True):
+# Bounds that stored values never exceed; the adapters size their columns from them.
+Id = Annotated[str, Meta(max_length=64)]
+"""Message ids and leases."""
+Name = Annotated[str, Meta(max_length=80)]
+"""Queue names."""
+Key = Annotated[str, Meta(max_length=128)]
+"""Dedup ids."""
+Int32 = Annotated[int, Meta(ge=-(2**31), le=2**31 - 1)]
+"""Settings and counters that are small by contract."""
+
+
+class QueueState(msgspec.Struct, frozen=True):
     queue_id: int
     """The position of the queue's ``queue.created`` event: names are reused after a delete,
     ids never are."""
-    name: str
-    visibility_timeout_s: int
-    delay_s: int
-    retention_s: int
-    max_receive_count: int | None
-    dead_letter_queue: str | None
+    name: Name
+    visibility_timeout_s: Int32
+    delay_s: Int32
+    retention_s: Int32
+    max_receive_count: Int32 | None
+    dead_letter_queue: Name | None
     created_at: int
     updated_at: int
     deleted: bool = False
 
 
-class MessageState(msgspec.Struct, frozen=True, kw_only=True):
-    message_id: str
+class MessageState(msgspec.Struct, frozen=True):
+    message_id: Id
     queue_id: int
     position: int
     """The position of the ``message.published`` event: the message's place in its queue."""
     status: Status
     visible_at: int
     """Ready: when it becomes available. Leased: when the lease ends."""
-    lease: str | None
+    lease: Id | None
     """The last lease (``broker.ids.lease_of`` its receipt) while it may still ack: in flight,
     after its lease expired unclaimed, and once acked (a repeated ack is idempotent). None
     before the first receive and after a nack, which gives the lease up."""
-    receive_count: int
+    receive_count: Int32
     published_at: int
 
 
-class DedupEntry(msgspec.Struct, frozen=True, kw_only=True):
+class DedupEntry(msgspec.Struct, frozen=True):
     queue_id: int
-    dedup_id: str
-    message_id: str
+    dedup_id: Key
+    message_id: Id
     position: int
     expires_at: int
 
@@ -150,10 +163,15 @@ class StateView(Protocol):
 
 
 class StateTx(StateView, Protocol):
-    """The writer's transaction: the state, plus appending events (which applies ``evolve``)."""
+    """An adapter's transaction: the stored state, and storing exactly what the writer hands
+    it. The writer folds each event into changes (``evolve``) itself; an adapter only keeps
+    them, so that later reads in the same transaction see them."""
 
-    def append(self, events: Sequence[AnyEvent]) -> int:
-        """Append events at ``next_position`` onwards; return the last position written."""
+    def append(self, event: StoredEvent) -> None:
+        """Store the event at ``next_position`` (which it carries), and move past it."""
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        """Store these state changes."""
 
     def prune_dedup(self, now: int) -> int:
         """Forget dedup keys whose window has closed; return how many."""

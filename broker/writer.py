@@ -24,9 +24,9 @@ from broker import ids
 from broker.commands import AnyCommand, ReceiveMessages, Sweep
 from broker.decide import Context, Reply, decide
 from broker.errors import BrokerError, StoreUnavailableError
-from broker.events import AnyEvent, type_of
+from broker.events import AnyEvent, StoredEvent, type_of
 from broker.ports import Clock, EventStore, system_clock
-from broker.state import StateTx
+from broker.state import StateTx, evolve
 
 log = structlog.get_logger(component="cairn.writer")
 
@@ -45,6 +45,19 @@ class Commit:
 class _Batch:
     outcomes: list[Reply | BrokerError]
     commit: Commit
+
+
+def record(tx: StateTx, events: Sequence[AnyEvent]) -> int:
+    """Append events at ``next_position`` onwards with the state changes each one makes;
+    returns the last position written. This is the one fold of the write side: whatever the
+    store, each event becomes its changes here (``evolve``, against the state as it was just
+    before it), and the adapter only stores the event and the changes it is handed."""
+    for event in events:
+        position = tx.next_position
+        changes = evolve(tx, event, position)
+        tx.append(StoredEvent.of(position, event))
+        tx.apply(changes)
+    return tx.next_position - 1
 
 
 def apply_batch(tx: StateTx, commands: Sequence[AnyCommand], ctx: Context) -> _Batch:
@@ -73,7 +86,7 @@ def apply_batch(tx: StateTx, commands: Sequence[AnyCommand], ctx: Context) -> _B
 def _append(tx: StateTx, events: Sequence[AnyEvent], commit: Commit) -> None:
     if not events:
         return
-    commit.head = tx.append(events)
+    commit.head = record(tx, events)
     for event in events:
         commit.queues.add(event.queue)
         commit.event_types[type_of(event)] += 1

@@ -1,7 +1,8 @@
-"""The read models' tables (Tortoise app ``projections``). Written only by projectors, in the
-same transaction as their checkpoint; read by the API.
+"""The read models' tables (Tortoise app ``projections``): derived from the row types the
+projectors fold (``projections/views``), written only by projectors, in the same transaction as
+their checkpoint, and read by the API.
 
-They live in a SQLite file of their own beside the log's (``cairn.views.db`` next to
+On SQLite they live in a file of their own beside the log's (``cairn.views.db`` next to
 ``cairn.db``): SQLite allows one writer per file, and measured under load a projector sharing
 the log's file kept the fsync'd writer waiting for its lock (publishing stalled near 5k/s,
 and during a catch-up at a few hundred per second). In their own file, neither waits for the
@@ -10,11 +11,15 @@ moving the checkpoint stay one transaction."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from tortoise import fields, models
+import msgspec
+from msgspec import Meta
 
-from broker.store.tortoise import companion_path
+from broker.store.tables import Table
+from broker.store.tortoise import companion_path, model_of
+from projections.views.messages import MESSAGE_VIEWS
+from projections.views.queues import QUEUE_VIEWS
 
 CONNECTION: Final = "views"
 
@@ -27,60 +32,16 @@ APPS: Final[dict[str, dict[str, Any]]] = {
 }
 
 
-class Checkpoint(models.Model):
-    name = fields.CharField(max_length=64, primary_key=True)
-    position = fields.BigIntField(default=0)
-
-    class Meta:
-        app = "projections"
-        table = "projection_checkpoints"
+class CheckpointRow(msgspec.Struct):
+    name: Annotated[str, Meta(max_length=64)]
+    position: int = 0
 
 
-class QueueView(models.Model):
-    queue_id = fields.BigIntField(primary_key=True, generated=False)
-    name = fields.CharField(max_length=80)
-    created_at = fields.BigIntField()
-    updated_at = fields.BigIntField()
-    position = fields.BigIntField()
-    visibility_timeout_s = fields.IntField()
-    delay_s = fields.IntField()
-    retention_s = fields.IntField()
-    max_receive_count = fields.IntField(null=True)
-    dead_letter_queue = fields.CharField(max_length=80, null=True)
-    deleted = fields.BooleanField(default=False)
-    published_total = fields.BigIntField(default=0)
-    acked_total = fields.BigIntField(default=0)
-    dead_lettered_total = fields.BigIntField(default=0)
-    expired_total = fields.BigIntField(default=0)
-    purged_total = fields.BigIntField(default=0)
+CHECKPOINTS: Final = Table("projection_checkpoints", CheckpointRow, key=("name",))
 
-    class Meta:
-        app = "projections"
-        table = "queue_views"
-        indexes = (("name", "deleted"),)
-
-
-class MessageView(models.Model):
-    message_id = fields.CharField(max_length=64, primary_key=True)
-    queue_id = fields.BigIntField()
-    queue = fields.CharField(max_length=80)
-    status = fields.CharField(max_length=16)
-    attributes = fields.TextField()
-    receive_count = fields.IntField()
-    published_at = fields.BigIntField()
-    visible_at = fields.BigIntField()
-    position = fields.BigIntField()
-    updated_position = fields.BigIntField()
-    purged_position = fields.BigIntField(null=True)
-
-    class Meta:
-        app = "projections"
-        table = "message_views"
-        indexes = (
-            ("queue_id", "status", "visible_at"),
-            ("queue_id", "position"),
-            ("queue_id", "status", "position"),
-        )
+Checkpoint = model_of(CHECKPOINTS, "Checkpoint", "projections", __name__)
+QueueView = model_of(QUEUE_VIEWS, "QueueView", "projections", __name__)
+MessageView = model_of(MESSAGE_VIEWS, "MessageView", "projections", __name__)
 
 
 def views_file(log_file: str) -> str:

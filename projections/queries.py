@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import Any, Final, Literal, TypeAlias, cast
 
 import msgspec
-from tortoise import connections
 
-from broker.ports import EventStore, StoredEvent
+from broker.events import StoredEvent
+from broker.ports import EventStore
 from broker.state import from_us
-from projections.models import CONNECTION
-from projections.views import messages as message_view
-from projections.views import queues as queue_view
+from broker.store.sql import Database, Sql
+from projections.views.messages import MESSAGE_VIEWS, MessageViewRow
+from projections.views.queues import QUEUE_VIEWS, QueueViewRow
 
 PublicStatus: TypeAlias = Literal[
     "available", "delayed", "in_flight", "acked", "dead_lettered", "expired", "purged", "redriven"
@@ -75,17 +75,6 @@ class MessagePage(msgspec.Struct, kw_only=True):
     next: str | None
 
 
-_QUEUE_SQL: Final = f"SELECT {', '.join(queue_view.COLUMNS)} FROM queue_views WHERE deleted = 0"
-_MESSAGE_SQL: Final = f"SELECT {', '.join(message_view.COLUMNS)} FROM message_views"
-
-
-async def _query(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = await connections.get(CONNECTION).execute_query_dict(
-        sql, params or []
-    )
-    return rows
-
-
 def public_status(status: str, visible_at: int, now: int) -> PublicStatus:
     if status == "ready":
         return "available" if visible_at <= now else "delayed"
@@ -96,79 +85,96 @@ def public_status(status: str, visible_at: int, now: int) -> PublicStatus:
     return cast(PublicStatus, status)
 
 
-async def _stats(queue_ids: list[int], now: int) -> dict[int, tuple[int, int, int, int | None]]:
+Stats: TypeAlias = tuple[int, int, int, int | None]
+"""available, delayed, in flight, and when the oldest available message was published."""
+_NO_STATS: Final[Stats] = (0, 0, 0, None)
+_LIVE_QUEUES: Final = f"{QUEUE_VIEWS.select} WHERE NOT deleted"
+
+
+def _stats(conn: Sql, queue_ids: list[int], now: int) -> dict[int, Stats]:
     if not queue_ids:
         return {}
-    rows = await _query(
+    rows = conn.query(
         "SELECT queue_id,"
-        " SUM(CASE WHEN status = 'ready' AND visible_at <= ? THEN 1 ELSE 0 END) AS available,"
-        " SUM(CASE WHEN status = 'ready' AND visible_at > ? THEN 1 ELSE 0 END) AS delayed,"
-        " SUM(CASE WHEN status = 'leased' THEN 1 ELSE 0 END) AS in_flight,"
-        " MIN(CASE WHEN status = 'ready' AND visible_at <= ? THEN published_at END) AS oldest"
+        " SUM(CASE WHEN status = 'ready' AND visible_at <= ? THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN status = 'ready' AND visible_at > ? THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN status = 'leased' THEN 1 ELSE 0 END),"
+        " MIN(CASE WHEN status = 'ready' AND visible_at <= ? THEN published_at END)"
         " FROM message_views WHERE status IN ('ready', 'leased')"
         f" AND queue_id IN ({', '.join('?' * len(queue_ids))}) GROUP BY queue_id",
         [now, now, now, *queue_ids],
     )
-    return {
-        r["queue_id"]: (r["available"], r["delayed"], r["in_flight"], r["oldest"]) for r in rows
-    }
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows}
 
 
-def _resource(
-    row: dict[str, Any], stats: tuple[int, int, int, int | None], now: int
-) -> QueueResource:
+def _resource(row: QueueViewRow, stats: Stats, now: int) -> QueueResource:
     available, delayed, in_flight, oldest = stats
     return QueueResource(
-        name=row["name"],
-        created_at=from_us(row["created_at"]),
-        updated_at=from_us(row["updated_at"]),
-        position=row["position"],
-        visibility_timeout_s=row["visibility_timeout_s"],
-        delay_s=row["delay_s"],
-        retention_s=row["retention_s"],
-        max_receive_count=row["max_receive_count"],
-        dead_letter_queue=row["dead_letter_queue"],
+        name=row.name,
+        created_at=from_us(row.created_at),
+        updated_at=from_us(row.updated_at),
+        position=row.position,
+        visibility_timeout_s=row.visibility_timeout_s,
+        delay_s=row.delay_s,
+        retention_s=row.retention_s,
+        max_receive_count=row.max_receive_count,
+        dead_letter_queue=row.dead_letter_queue,
         stats=QueueStats(
             available=available,
             delayed=delayed,
             in_flight=in_flight,
-            published_total=row["published_total"],
-            acked_total=row["acked_total"],
-            dead_lettered_total=row["dead_lettered_total"],
-            expired_total=row["expired_total"],
+            published_total=row.published_total,
+            acked_total=row.acked_total,
+            dead_lettered_total=row.dead_lettered_total,
+            expired_total=row.expired_total,
             oldest_available_age_s=0.0 if oldest is None else max(0, now - oldest) / 1e6,
         ),
     )
 
 
-async def list_queues(now: int) -> list[QueueResource]:
-    rows = await _query(_QUEUE_SQL + " ORDER BY name")
-    stats = await _stats([r["queue_id"] for r in rows], now)
-    return [_resource(r, stats.get(r["queue_id"], (0, 0, 0, None)), now) for r in rows]
+def _queues(conn: Sql, now: int, name: str | None = None) -> list[QueueResource]:
+    if name is None:
+        rows = QUEUE_VIEWS.load_all(conn.query(_LIVE_QUEUES + " ORDER BY name"))
+    else:
+        rows = QUEUE_VIEWS.load_all(conn.query(_LIVE_QUEUES + " AND name = ?", [name]))
+    stats = _stats(conn, [r.queue_id for r in rows], now)
+    return [_resource(r, stats.get(r.queue_id, _NO_STATS), now) for r in rows]
 
 
-async def get_queue(name: str, now: int) -> QueueResource | None:
-    rows = await _query(_QUEUE_SQL + " AND name = ?", [name])
-    if not rows:
-        return None
-    stats = await _stats([rows[0]["queue_id"]], now)
-    return _resource(rows[0], stats.get(rows[0]["queue_id"], (0, 0, 0, None)), now)
+async def list_queues(views: Database, now: int) -> list[QueueResource]:
+    return await views.snapshot(lambda conn: _queues(conn, now))
 
 
-async def queue_depths(now: int) -> dict[str, dict[str, int]]:
+async def get_queue(views: Database, name: str, now: int) -> QueueResource | None:
+    found = await views.snapshot(lambda conn: _queues(conn, now, name))
+    return found[0] if found else None
+
+
+async def queue_depths(views: Database, now: int) -> dict[str, dict[str, int]]:
     """Per live queue: available / delayed / in_flight counts (for metrics)."""
-    rows = await _query(_QUEUE_SQL)
-    stats = await _stats([r["queue_id"] for r in rows], now)
-    depths: dict[str, dict[str, int]] = {}
-    for row in rows:
-        available, delayed, in_flight, _ = stats.get(row["queue_id"], (0, 0, 0, None))
-        depths[row["name"]] = {"available": available, "delayed": delayed, "in_flight": in_flight}
-    return depths
+    return {
+        queue.name: {
+            "available": queue.stats.available,
+            "delayed": queue.stats.delayed,
+            "in_flight": queue.stats.in_flight,
+        }
+        for queue in await list_queues(views, now)
+    }
 
 
-async def _live_queue_id(name: str) -> int | None:
-    rows = await _query("SELECT queue_id FROM queue_views WHERE deleted = 0 AND name = ?", [name])
-    return int(rows[0]["queue_id"]) if rows else None
+class QueueMissing(LookupError):
+    """No live queue by that name."""
+
+
+class CursorUnknown(LookupError):
+    """The ``after`` cursor names no message of that queue."""
+
+
+def _live_queue_id(conn: Sql, name: str) -> int:
+    rows = conn.query("SELECT queue_id FROM queue_views WHERE NOT deleted AND name = ?", [name])
+    if not rows:
+        raise QueueMissing(name)
+    return int(rows[0][0])
 
 
 class _BodyOnly(msgspec.Struct):
@@ -183,53 +189,44 @@ def _bodies(events: list[StoredEvent]) -> dict[int, msgspec.Raw]:
     return {stored.position: _body_decoder.decode(stored.data).body for stored in events}
 
 
-def _summary(row: dict[str, Any], body: msgspec.Raw, now: int) -> MessageSummary:
+def _summary(row: MessageViewRow, body: msgspec.Raw, now: int) -> MessageSummary:
     return MessageSummary(
-        id=row["message_id"],
-        queue=row["queue"],
-        status=public_status(row["status"], row["visible_at"], now),
+        id=row.message_id,
+        queue=row.queue,
+        status=public_status(row.status, row.visible_at, now),
         body=body,
-        attributes=msgspec.json.decode(row["attributes"], type=dict[str, str]),
-        receive_count=row["receive_count"],
-        published_at=from_us(row["published_at"]),
-        visible_at=from_us(row["visible_at"]),
+        attributes=msgspec.json.decode(row.attributes, type=dict[str, str]),
+        receive_count=row.receive_count,
+        published_at=from_us(row.published_at),
+        visible_at=from_us(row.visible_at),
     )
 
 
-class QueueMissing(LookupError):
-    """No live queue by that name."""
-
-
-class CursorUnknown(LookupError):
-    """The ``after`` cursor names no message of that queue."""
+def _message_row(conn: Sql, queue: str | None, message_id: str) -> MessageViewRow | None:
+    if queue is None:
+        where = (
+            "message_id = ? AND queue_id IN (SELECT queue_id FROM queue_views WHERE NOT deleted)"
+        )
+        params: list[Any] = [message_id]
+    else:
+        where, params = "message_id = ? AND queue_id = ?", [message_id, _live_queue_id(conn, queue)]
+    rows = conn.query(f"{MESSAGE_VIEWS.select} WHERE {where}", params)
+    return MESSAGE_VIEWS.load(rows[0]) if rows else None
 
 
 async def get_message(
-    store: EventStore, queue: str | None, message_id: str, now: int
+    views: Database, store: EventStore, queue: str | None, message_id: str, now: int
 ) -> MessageResource | None:
     """The message with its history; ``queue`` None finds it by id alone, in any live queue."""
-    if queue is None:
-        rows = await _query(
-            _MESSAGE_SQL + " WHERE message_id = ? AND queue_id IN"
-            " (SELECT queue_id FROM queue_views WHERE deleted = 0)",
-            [message_id],
-        )
-    else:
-        queue_id = await _live_queue_id(queue)
-        if queue_id is None:
-            raise QueueMissing(queue)
-        rows = await _query(
-            _MESSAGE_SQL + " WHERE message_id = ? AND queue_id = ?", [message_id, queue_id]
-        )
-    if not rows:
+    row = await views.snapshot(lambda conn: _message_row(conn, queue, message_id))
+    if row is None:
         return None
-    row = rows[0]
     history = await store.read_message(message_id)
-    if row["purged_position"] is not None:
-        history += await store.read_positions([row["purged_position"]])
+    if row.purged_position is not None:
+        history += await store.read_positions([row.purged_position])
         history.sort(key=lambda stored: stored.position)
-    body = _bodies([e for e in history if e.position == row["position"]])
-    summary = _summary(row, body[row["position"]], now)
+    body = _bodies([e for e in history if e.position == row.position])
+    summary = _summary(row, body[row.position], now)
     return MessageResource(
         **msgspec.structs.asdict(summary),
         history=[
@@ -239,31 +236,23 @@ async def get_message(
     )
 
 
-async def list_messages(
-    store: EventStore,
-    queue: str,
-    *,
-    status: PublicStatus | None,
-    after: str | None,
-    limit: int,
-    now: int,
-) -> MessagePage:
-    queue_id = await _live_queue_id(queue)
-    if queue_id is None:
-        raise QueueMissing(queue)
-    sql = _MESSAGE_SQL + " WHERE queue_id = ?"
+def _message_rows(
+    conn: Sql, queue: str, status: PublicStatus | None, after: str | None, limit: int, now: int
+) -> list[MessageViewRow]:
+    queue_id = _live_queue_id(conn, queue)
+    sql = f"{MESSAGE_VIEWS.select} WHERE queue_id = ?"
     params: list[Any] = [queue_id]
     if after is not None:
-        found = await _query(
+        found = conn.query(
             "SELECT position FROM message_views WHERE message_id = ? AND queue_id = ?",
             [after, queue_id],
         )
         if not found:
             raise CursorUnknown(after)
         sql += " AND position > ?"
-        params.append(found[0]["position"])
+        params.append(found[0][0])
     if status == "available":
-        sql += " AND status = 'ready' AND +visible_at <= ?"  # walk by position (see sqlite.py)
+        sql += " AND status = 'ready' AND +visible_at <= ?"  # walk by position (see sql.py)
         params.append(now)
     elif status == "delayed":
         sql += " AND status = 'ready' AND visible_at > ?"
@@ -275,11 +264,24 @@ async def list_messages(
         params.append(status)
     sql += " ORDER BY position LIMIT ?"
     params.append(limit + 1)
-    rows = await _query(sql, params)
+    return MESSAGE_VIEWS.load_all(conn.query(sql, params))
+
+
+async def list_messages(
+    views: Database,
+    store: EventStore,
+    queue: str,
+    *,
+    status: PublicStatus | None,
+    after: str | None,
+    limit: int,
+    now: int,
+) -> MessagePage:
+    rows = await views.snapshot(lambda conn: _message_rows(conn, queue, status, after, limit, now))
     more = len(rows) > limit
     rows = rows[:limit]
-    bodies = _bodies(await store.read_positions([r["position"] for r in rows]))
+    bodies = _bodies(await store.read_positions([r.position for r in rows]))
     return MessagePage(
-        messages=[_summary(r, bodies[r["position"]], now) for r in rows],
-        next=rows[-1]["message_id"] if more else None,
+        messages=[_summary(r, bodies[r.position], now) for r in rows],
+        next=rows[-1].message_id if more else None,
     )

@@ -25,8 +25,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from broker.events import StoredEvent
 from broker.notify import Watermark
-from broker.ports import EventStore, StoredEvent
+from broker.ports import EventStore
 
 __all__ = [
     "Redis",

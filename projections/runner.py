@@ -11,15 +11,15 @@ checkpoint in one transaction, then catch up.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Sequence
 from typing import Protocol
 
 import structlog
 
+from broker.events import StoredEvent
 from broker.notify import Watermark
-from broker.ports import EventStore, StoredEvent
-from projections.database import ReadModelDatabase
+from broker.ports import EventStore
+from broker.store.sql import Database, Sql
 
 log = structlog.get_logger(component="cairn.projections")
 
@@ -29,10 +29,10 @@ class Projector(Protocol):
     def name(self) -> str:
         """The projector's stable name: its checkpoint's key, and what ``rebuild`` takes."""
 
-    def apply(self, conn: sqlite3.Connection, batch: list[StoredEvent]) -> None:
+    def apply(self, conn: Sql, batch: list[StoredEvent]) -> None:
         """Apply ``batch`` (contiguous, in position order) inside the caller's transaction."""
 
-    def reset(self, conn: sqlite3.Connection) -> None:
+    def reset(self, conn: Sql) -> None:
         """Empty the projector's tables, inside the caller's transaction."""
 
 
@@ -44,7 +44,7 @@ class ProjectionRunner:
     def __init__(
         self,
         store: EventStore,
-        database: ReadModelDatabase,
+        database: Database,
         projectors: Sequence[Projector],
         *,
         batch_size: int = 2000,
@@ -64,7 +64,7 @@ class ProjectionRunner:
     async def start(self) -> None:
         """Make sure every checkpoint row exists and load where each projector stands."""
 
-        def ensure(conn: sqlite3.Connection) -> None:
+        def ensure(conn: Sql) -> None:
             conn.executemany(
                 "INSERT INTO projection_checkpoints (name, position) VALUES (?, 0)"
                 " ON CONFLICT (name) DO NOTHING",
@@ -85,11 +85,11 @@ class ProjectionRunner:
                 watermark.advance(position)
 
     async def checkpoints(self) -> dict[str, int]:
-        def read(conn: sqlite3.Connection) -> dict[str, int]:
-            rows = conn.execute("SELECT name, position FROM projection_checkpoints")
+        def read(conn: Sql) -> dict[str, int]:
+            rows = conn.query("SELECT name, position FROM projection_checkpoints")
             return {row[0]: int(row[1]) for row in rows}
 
-        return await self._db.read(read)
+        return await self._db.snapshot(read)
 
     async def step(self, name: str) -> int:
         """Apply one batch to projector ``name``; returns how many events it applied."""
@@ -101,16 +101,15 @@ class ProjectionRunner:
             return 0
         last = batch[-1].position
 
-        def apply(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT position FROM projection_checkpoints WHERE name = ?", (name,)
-            ).fetchone()
-            stored = int(row[0])
+        def apply(conn: Sql) -> int:
+            [(stored,)] = conn.query(
+                "SELECT position FROM projection_checkpoints WHERE name = ?", [name]
+            )
             if stored != after:
-                return stored  # moved by another runner: nothing applied
+                return int(stored)  # moved by another runner: nothing applied
             projector.apply(conn, batch)
             conn.execute(
-                "UPDATE projection_checkpoints SET position = ? WHERE name = ?", (last, name)
+                "UPDATE projection_checkpoints SET position = ? WHERE name = ?", [last, name]
             )
             return last
 
@@ -137,8 +136,8 @@ class ProjectionRunner:
         """Empty one projector's read model and rewind its checkpoint, atomically."""
         projector = self._projectors[name]
 
-        def reset(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE projection_checkpoints SET position = 0 WHERE name = ?", (name,))
+        def reset(conn: Sql) -> None:
+            conn.execute("UPDATE projection_checkpoints SET position = 0 WHERE name = ?", [name])
             projector.reset(conn)
 
         await self._db.transaction(reset)

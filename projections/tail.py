@@ -25,8 +25,9 @@ from typing import Final, Protocol
 import msgspec
 import structlog
 
+from broker.events import StoredEvent
 from broker.notify import Watermark
-from broker.ports import EventStore, StoredEvent, matches_types
+from broker.ports import EventStore, matches_types
 
 log = structlog.get_logger(component="cairn.tail")
 

@@ -170,7 +170,7 @@ async def event_stream(request: Request) -> Response:
 async def queue_event_stream(request: Request) -> Response:
     name = queue_name(request)
     query = parse_query(request, QueueStreamQuery)
-    if await queries.get_queue(name, now_us()) is None:
+    if await queries.get_queue(services(request).views, name, now_us()) is None:
         raise ApiError(404, f"queue {name!r} does not exist")
     return await _feed(request, query, name)
 

@@ -334,7 +334,7 @@ async def get_message(request: Request) -> Response:
     message_id = _message_id(request)
     at = await s.read_position(read_query(request).min_position)
     try:
-        found = await queries.get_message(s.store, name, message_id, now_us())
+        found = await queries.get_message(s.views, s.store, name, message_id, now_us())
     except queries.QueueMissing:
         raise ApiError(404, f"queue {name!r} does not exist") from None
     if found is None:
@@ -355,7 +355,7 @@ async def find_message(request: Request) -> Response:
     s = services(request)
     message_id = _message_id(request)
     at = await s.read_position(read_query(request).min_position)
-    found = await queries.get_message(s.store, None, message_id, now_us())
+    found = await queries.get_message(s.views, s.store, None, message_id, now_us())
     # A message of a queue the caller may not read does not exist, as far as it can tell.
     if found is None or not principal(request).can_read(found.queue):
         raise ApiError(404, f"message {message_id!r} not found")
@@ -378,6 +378,7 @@ async def list_messages(request: Request) -> Response:
     at = await s.read_position(query.min_position)
     try:
         page = await queries.list_messages(
+            s.views,
             s.store,
             name,
             status=query.status,

@@ -43,7 +43,8 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     s = services(request)
     head = await s.store.head()
-    s.metrics.set_read_side(head, await s.projections(), await queries.queue_depths(now_us()))
+    depths = await queries.queue_depths(s.views, now_us())
+    s.metrics.set_read_side(head, await s.projections(), depths)
     return Response(s.metrics.render(), media_type=metrics_module.CONTENT_TYPE)
 
 

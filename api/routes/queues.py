@@ -75,7 +75,7 @@ async def _queue_after(
 ) -> Response:
     """The queue resource once the read model has caught up with the command just run."""
     at = await _settle(s, position)
-    resource = await queries.get_queue(name, now_us())
+    resource = await queries.get_queue(s.views, name, now_us())
     if resource is None:
         if fallback is None:
             raise ApiError(404, f"queue {name!r} does not exist")
@@ -131,7 +131,7 @@ async def list_queues(request: Request) -> Response:
     s = services(request)
     at = await s.read_position(read_query(request).min_position)
     caller = principal(request)
-    queues = [q for q in await queries.list_queues(now_us()) if caller.can_read(q.name)]
+    queues = [q for q in await queries.list_queues(s.views, now_us()) if caller.can_read(q.name)]
     return json_response(QueueList(queues), position=at)
 
 
@@ -148,7 +148,7 @@ async def get_queue(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
     at = await s.read_position(read_query(request).min_position)
-    resource = await queries.get_queue(name, now_us())
+    resource = await queries.get_queue(s.views, name, now_us())
     if resource is None:
         raise ApiError(404, f"queue {name!r} does not exist")
     return json_response(resource, position=at)

@@ -9,9 +9,8 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from broker import events
-from broker.events import AnyEvent, MessagePublished
-from broker.ports import StoredEvent, matches_types
+from broker.events import MessagePublished, StoredEvent
+from broker.ports import matches_types
 from broker.state import (
     LIVE,
     Change,
@@ -22,7 +21,6 @@ from broker.state import (
     PutMessage,
     PutQueue,
     QueueState,
-    evolve,
 )
 
 T = TypeVar("T")
@@ -149,28 +147,20 @@ class _MemoryTx:
         assert isinstance(event, MessagePublished)
         return event
 
-    def append(self, new_events: Sequence[AnyEvent]) -> int:
-        for event in new_events:
-            position = self.next_position
-            self._store.events.append(
-                StoredEvent(
-                    position=position,
-                    type=events.type_of(event),
-                    at=events.encode_at(event.at),
-                    queue=event.queue,
-                    message_id=events.message_id_of(event),
-                    data=events.encode_data(event),
-                )
-            )
-            for change in evolve(self, event, position):
-                self._apply(change)
-        return len(self._store.events)
+    def append(self, event: StoredEvent) -> None:
+        if event.position != self.next_position:
+            raise ValueError(f"event at {event.position}, but the next is {self.next_position}")
+        self._store.events.append(event)
 
     def prune_dedup(self, now: int) -> int:
         stale = [key for key, entry in self._store.dedup.items() if entry.expires_at <= now]
         for key in stale:
             self._set(self._store.dedup, key, _MISSING)
         return len(stale)
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            self._apply(change)
 
     def _apply(self, change: Change) -> None:
         match change:

@@ -1,4 +1,5 @@
-"""The SQLite adapter of the event store.
+"""The SQLite adapter: the log and its write-side state in one file, the read models in another
+beside it (``<name>.views.db``); both through ``SqliteDatabase``.
 
 Why not the ORM here: a group-commit batch is one synchronous function (``BEGIN IMMEDIATE``,
 decide and apply each command, insert the events, ``COMMIT``) run in one hop on a dedicated
@@ -8,7 +9,8 @@ few µs of C. Tortoise still owns the schema (``broker/store/tortoise.py``) and 
 
 Durability: WAL with ``synchronous=FULL`` (the default) fsyncs the WAL on every commit, so an
 answered command survives power loss; ``normal`` survives a crash of the process but not of the
-machine. Both are checked after being set, at open.
+machine. Both are checked after being set, at open. The read models are rebuilt from the log
+after a crash, so their commits do not wait for an fsync.
 
 Positions: the write lock (``BEGIN IMMEDIATE``) serialises writers, from any process, and the
 next position is read under it, so positions are contiguous and commit order is position order.
@@ -28,39 +30,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
-from broker import events
 from broker.errors import StoreUnavailableError
-from broker.events import AnyEvent, MessagePublished
-from broker.ports import StoredEvent
-from broker.state import (
-    Change,
-    DedupEntry,
-    MessageState,
-    PurgeMessages,
-    PutDedup,
-    PutMessage,
-    PutQueue,
-    QueueState,
-    StateTx,
-    evolve,
-)
+from broker.events import StoredEvent
+from broker.state import StateTx
+from broker.store import sql
+from broker.store.sql import Sql, SqlStateTx
 
 T = TypeVar("T")
 Durability = Literal["full", "normal"]
 
 _SYNCHRONOUS: Final = {"full": 2, "normal": 1}
-_MAX_PARAMS: Final = 500
 _LOCK_RETRY_S: Final = 0.0002
 _MIN_FREE_BYTES: Final = 1024 * 1024
 """Less than this free at start-up and the migration could not even record itself."""
-_EVENT_COLUMNS: Final = "position, type, at, queue, message_id, data"
-_QUEUE_COLUMNS: Final = (
-    "queue_id, name, visibility_timeout_s, delay_s, retention_s, max_receive_count,"
-    " dead_letter_queue, created_at, updated_at, deleted"
-)
-_MESSAGE_COLUMNS: Final = (
-    "message_id, queue_id, position, status, visible_at, lease, receive_count, published_at"
-)
 
 
 def check_usable(path: str, *, must_exist: bool = False) -> None:
@@ -153,21 +135,45 @@ def _lock_holders(fd: int) -> list[str]:
     return sorted(set(pids), key=int)
 
 
-class SqliteEventStore:
+class SqliteConnection:
+    """``Sql`` over one ``sqlite3`` connection (its ``?`` placeholders are SQLite's own)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(statement, params).fetchall()
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(statement, params).rowcount
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(statement, rows)
+
+
+class SqliteDatabase:
+    """One SQLite file: a writer connection and a reader connection, each on a thread of its
+    own, so a read never queues behind a commit's fsync. ``table`` must exist (the schema is
+    migrated before any process opens the file)."""
+
     def __init__(
-        self, path: str, *, durability: Durability = "full", busy_timeout_ms: int = 10_000
+        self,
+        path: str,
+        *,
+        table: str,
+        durability: Durability = "full",
+        busy_timeout_ms: int = 10_000,
     ) -> None:
         self.path = path
         self.durability = durability
+        self._table = table
         self._busy_timeout_ms = busy_timeout_ms
         self._writer: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
-        self._lock = StoreLock(path)
 
     async def open(self) -> None:
-        await asyncio.to_thread(self._lock.share)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cairn-sqlite-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="cairn-sqlite-reader")
         try:
@@ -185,7 +191,6 @@ class SqliteEventStore:
                 executor.shutdown(wait=True)
         self._writer = self._reader = None
         self._write_conn = self._read_conn = None
-        self._lock.release()
 
     def _connect(self, readonly: bool) -> sqlite3.Connection:
         # The writer waits for the lock in write_transaction, in finer steps than SQLite's.
@@ -204,7 +209,7 @@ class SqliteEventStore:
             conn.execute(f"PRAGMA busy_timeout={timeout_ms}")
             if readonly:
                 conn.execute("PRAGMA query_only=1")
-            conn.execute("SELECT 1 FROM events LIMIT 0")
+            conn.execute(f"SELECT 1 FROM {self._table} LIMIT 0")
         except sqlite3.Error as error:
             conn.close()
             raise StoreUnavailableError(
@@ -217,11 +222,31 @@ class SqliteEventStore:
 
     async def _in(self, executor: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any) -> T:
         if executor is None:
-            raise StoreUnavailableError("the event store is not open")
+            raise StoreUnavailableError(f"{self.path} is not open")
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-        except sqlite3.Error as error:
+        except sqlite3.Error as error:  # the adapter's boundary: no driver error gets past it
             raise StoreUnavailableError(f"sqlite: {error}") from error
+
+    async def transaction(self, fn: Callable[[Sql], T]) -> T:
+        return await self._in(self._writer, self._transaction, fn)
+
+    def _transaction(self, fn: Callable[[Sql], T]) -> T:
+        assert self._write_conn is not None
+        wait_s = self._busy_timeout_ms / 1000
+        return write_transaction(self._write_conn, lambda c: fn(SqliteConnection(c)), wait_s)
+
+    async def snapshot(self, fn: Callable[[Sql], T]) -> T:
+        return await self._in(self._reader, self._snapshot, fn)
+
+    def _snapshot(self, fn: Callable[[Sql], T]) -> T:
+        assert self._read_conn is not None
+        # One read transaction: every statement of ``fn`` sees the same snapshot.
+        self._read_conn.execute("BEGIN")
+        try:
+            return fn(SqliteConnection(self._read_conn))
+        finally:
+            self._read_conn.execute("COMMIT")
 
     async def pragmas(self) -> dict[str, object]:
         """What the writer's connection actually runs with (journal mode, synchronous)."""
@@ -234,19 +259,43 @@ class SqliteEventStore:
             for name in ("journal_mode", "synchronous", "busy_timeout")
         }
 
+
+class SqliteEventStore:
+    """The ``EventStore`` port on one SQLite file."""
+
+    def __init__(
+        self, path: str, *, durability: Durability = "full", busy_timeout_ms: int = 10_000
+    ) -> None:
+        self.path = path
+        self.durability = durability
+        self.database = SqliteDatabase(
+            path, table="events", durability=durability, busy_timeout_ms=busy_timeout_ms
+        )
+        self._lock = StoreLock(path)
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._lock.share)
+        try:
+            await self.database.open()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def close(self) -> None:
+        await self.database.close()
+        self._lock.release()
+
+    async def pragmas(self) -> dict[str, object]:
+        return await self.database.pragmas()
+
     async def transact(self, fn: Callable[[StateTx], T]) -> T:
-        return await self._in(self._writer, self._transact, fn)
-
-    def _transact(self, fn: Callable[[StateTx], T]) -> T:
-        assert self._write_conn is not None
-
-        def apply(conn: sqlite3.Connection) -> T:
-            tx = _SqliteTx(conn)
+        def run(conn: Sql) -> T:
+            tx = SqlStateTx(conn)
             result = fn(tx)
             tx.flush()
             return result
 
-        return write_transaction(self._write_conn, apply, self._busy_timeout_ms / 1000)
+        return await self.database.transaction(run)
 
     async def read(
         self,
@@ -257,55 +306,18 @@ class SqliteEventStore:
         types: Sequence[str] | None = None,
         until: int | None = None,
     ) -> list[StoredEvent]:
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ?"
-        params: list[Any] = [after]
-        if until is not None:
-            sql += " AND position <= ?"
-            params.append(until)
-        if queue is not None:
-            sql += " AND queue = ?"
-            params.append(queue)
-        if types:
-            clauses = []
-            for pattern in types:
-                if pattern.endswith("*"):
-                    clauses.append("substr(type, 1, ?) = ?")
-                    params += [len(pattern) - 1, pattern[:-1]]
-                else:
-                    clauses.append("type = ?")
-                    params.append(pattern)
-            sql += " AND (" + " OR ".join(clauses) + ")"
-        sql += " ORDER BY position LIMIT ?"
-        params.append(limit)
-        return await self._in(self._reader, self._select_events, sql, params)
+        return await self.database.snapshot(
+            lambda c: sql.read_events(c, after, limit, queue=queue, types=types, until=until)
+        )
 
     async def read_positions(self, positions: Sequence[int]) -> list[StoredEvent]:
-        wanted = sorted(set(positions))
-        found: list[StoredEvent] = []
-        for start in range(0, len(wanted), _MAX_PARAMS):
-            chunk = wanted[start : start + _MAX_PARAMS]
-            sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE position IN"
-                f" ({','.join('?' * len(chunk))}) ORDER BY position"
-            )
-            found += await self._in(self._reader, self._select_events, sql, chunk)
-        return found
+        return await self.database.snapshot(lambda c: sql.read_positions(c, positions))
 
     async def read_message(self, message_id: str) -> list[StoredEvent]:
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE message_id = ? ORDER BY position"
-        return await self._in(self._reader, self._select_events, sql, [message_id])
+        return await self.database.snapshot(lambda c: sql.read_message(c, message_id))
 
     async def head(self) -> int:
-        return await self._in(self._reader, self._head)
-
-    def _head(self) -> int:
-        assert self._read_conn is not None
-        row = self._read_conn.execute("SELECT MAX(position) FROM events").fetchone()
-        return int(row[0] or 0)
-
-    def _select_events(self, sql: str, params: Sequence[Any]) -> list[StoredEvent]:
-        assert self._read_conn is not None
-        return [StoredEvent(*row) for row in self._read_conn.execute(sql, params)]
+        return await self.database.snapshot(sql.head)
 
 
 def write_transaction(
@@ -335,268 +347,3 @@ def write_transaction(
             conn.execute("ROLLBACK")
         raise
     return result
-
-
-def _queue(row: tuple[Any, ...] | None) -> QueueState | None:
-    if row is None:
-        return None
-    return QueueState(
-        queue_id=row[0],
-        name=row[1],
-        visibility_timeout_s=row[2],
-        delay_s=row[3],
-        retention_s=row[4],
-        max_receive_count=row[5],
-        dead_letter_queue=row[6],
-        created_at=row[7],
-        updated_at=row[8],
-        deleted=bool(row[9]),
-    )
-
-
-def _message(row: tuple[Any, ...]) -> MessageState:
-    return MessageState(
-        message_id=row[0],
-        queue_id=row[1],
-        position=row[2],
-        status=row[3],
-        visible_at=row[4],
-        lease=row[5],
-        receive_count=row[6],
-        published_at=row[7],
-    )
-
-
-class _SqliteTx:
-    """The write-side state inside one ``BEGIN IMMEDIATE`` transaction."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        row = conn.execute("SELECT MAX(position) FROM events").fetchone()
-        self._next = int(row[0] or 0) + 1
-        self._rows: list[tuple[int, str, str, str, str | None, bytes]] = []
-        self._published: dict[int, MessagePublished] = {}
-        self._queues_by_name: dict[str, QueueState | None] = {}
-        # Message rows written by this transaction, newest state per id. Point lookups read
-        # them here; they reach the table in one executemany before any query that scans it.
-        self._messages_written: dict[str, MessageState] = {}
-
-    @property
-    def next_position(self) -> int:
-        return self._next
-
-    def queue(self, name: str) -> QueueState | None:
-        if name not in self._queues_by_name:
-            row = self._conn.execute(
-                f"SELECT {_QUEUE_COLUMNS} FROM broker_queues WHERE name = ? AND deleted = 0",
-                (name,),
-            ).fetchone()
-            self._queues_by_name[name] = _queue(row)
-        return self._queues_by_name[name]
-
-    def queue_by_id(self, queue_id: int) -> QueueState | None:
-        row = self._conn.execute(
-            f"SELECT {_QUEUE_COLUMNS} FROM broker_queues WHERE queue_id = ?", (queue_id,)
-        ).fetchone()
-        return _queue(row)
-
-    def live_queues(self) -> list[QueueState]:
-        rows = self._conn.execute(
-            f"SELECT {_QUEUE_COLUMNS} FROM broker_queues WHERE deleted = 0 ORDER BY name"
-        ).fetchall()
-        return [q for q in map(_queue, rows) if q is not None]
-
-    def message(self, message_id: str) -> MessageState | None:
-        written = self._messages_written.get(message_id)
-        if written is not None:
-            return written
-        row = self._conn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM broker_messages WHERE message_id = ?", (message_id,)
-        ).fetchone()
-        return None if row is None else _message(row)
-
-    def dedup(self, queue_id: int, dedup_id: str) -> DedupEntry | None:
-        row = self._conn.execute(
-            "SELECT message_id, position, expires_at FROM broker_dedup"
-            " WHERE queue_id = ? AND dedup_id = ?",
-            (queue_id, dedup_id),
-        ).fetchone()
-        if row is None:
-            return None
-        return DedupEntry(
-            queue_id=queue_id,
-            dedup_id=dedup_id,
-            message_id=row[0],
-            position=row[1],
-            expires_at=row[2],
-        )
-
-    def _messages(self, sql: str, params: Sequence[Any]) -> list[MessageState]:
-        self._write_messages()
-        return [_message(row) for row in self._conn.execute(sql, params)]
-
-    def receivable(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
-        # "+visible_at" keeps that term off the index: SQLite would otherwise pick the
-        # (queue_id, status, visible_at) index and sort every ready message by position
-        # (10 ms at 100k ready); walking (queue_id, status, position) stops after `limit`.
-        return self._messages(
-            f"SELECT {_MESSAGE_COLUMNS} FROM broker_messages"
-            " WHERE queue_id = ? AND status = 'ready' AND +visible_at <= ?"
-            " ORDER BY position LIMIT ?",
-            (queue_id, now, limit),
-        )
-
-    def due_leases(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
-        return self._messages(
-            f"SELECT {_MESSAGE_COLUMNS} FROM broker_messages"
-            " WHERE queue_id = ? AND status = 'leased' AND visible_at <= ?"
-            " ORDER BY visible_at, position LIMIT ?",
-            (queue_id, now, limit),
-        )
-
-    def expired_ready(self, queue_id: int, published_before: int, limit: int) -> list[MessageState]:
-        return self._messages(
-            f"SELECT {_MESSAGE_COLUMNS} FROM broker_messages"
-            " WHERE queue_id = ? AND status = 'ready' AND published_at <= ?"
-            " ORDER BY published_at, position LIMIT ?",
-            (queue_id, published_before, limit),
-        )
-
-    def count_live(self, queue_id: int) -> int:
-        self._write_messages()
-        row = self._conn.execute(
-            "SELECT COUNT(*) FROM broker_messages"
-            " WHERE queue_id = ? AND status IN ('ready', 'leased')",
-            (queue_id,),
-        ).fetchone()
-        return int(row[0])
-
-    def next_visible_at(self, queue_id: int, now: int) -> int | None:
-        self._write_messages()
-        row = self._conn.execute(
-            "SELECT MIN(visible_at) FROM broker_messages"
-            " WHERE queue_id = ? AND status = 'ready' AND visible_at > ?",
-            (queue_id, now),
-        ).fetchone()
-        return None if row[0] is None else int(row[0])
-
-    def published(self, position: int) -> MessagePublished:
-        event = self._published.get(position)
-        if event is None:
-            row = self._conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE position = ?", (position,)
-            ).fetchone()
-            if row is None:
-                raise LookupError(f"no event at position {position}")
-            decoded = StoredEvent(*row).event()
-            if not isinstance(decoded, MessagePublished):
-                raise LookupError(f"event {position} is {decoded.__class__.__name__}")
-            event = self._published[position] = decoded
-        return event
-
-    def append(self, new_events: Sequence[AnyEvent]) -> int:
-        for event in new_events:
-            position = self._next
-            self._rows.append(
-                (
-                    position,
-                    events.type_of(event),
-                    events.encode_at(event.at),
-                    event.queue,
-                    events.message_id_of(event),
-                    events.encode_data(event),
-                )
-            )
-            if isinstance(event, MessagePublished):
-                self._published[position] = event
-            for change in evolve(self, event, position):
-                self._apply(change)
-            self._next += 1
-        return self._next - 1
-
-    def prune_dedup(self, now: int) -> int:
-        return self._conn.execute("DELETE FROM broker_dedup WHERE expires_at <= ?", (now,)).rowcount
-
-    def flush(self) -> None:
-        """Write what is still buffered; called once, just before COMMIT."""
-        self._write_messages()
-        if self._rows:
-            self._conn.executemany(
-                f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", self._rows
-            )
-            self._rows = []
-
-    def _write_messages(self) -> None:
-        if not self._messages_written:
-            return
-        self._conn.executemany(
-            f"INSERT INTO broker_messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (message_id) DO UPDATE SET status = excluded.status,"
-            " visible_at = excluded.visible_at, lease = excluded.lease,"
-            " receive_count = excluded.receive_count",
-            [
-                (
-                    m.message_id,
-                    m.queue_id,
-                    m.position,
-                    m.status,
-                    m.visible_at,
-                    m.lease,
-                    m.receive_count,
-                    m.published_at,
-                )
-                for m in self._messages_written.values()
-            ],
-        )
-        self._messages_written.clear()
-
-    def _apply(self, change: Change) -> None:
-        match change:
-            case PutQueue(queue):
-                self._queues_by_name.clear()
-                self._conn.execute(
-                    f"INSERT INTO broker_queues ({_QUEUE_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (queue_id) DO UPDATE SET"
-                    " visibility_timeout_s = excluded.visibility_timeout_s,"
-                    " delay_s = excluded.delay_s, retention_s = excluded.retention_s,"
-                    " max_receive_count = excluded.max_receive_count,"
-                    " dead_letter_queue = excluded.dead_letter_queue,"
-                    " updated_at = excluded.updated_at, deleted = excluded.deleted",
-                    (
-                        queue.queue_id,
-                        queue.name,
-                        queue.visibility_timeout_s,
-                        queue.delay_s,
-                        queue.retention_s,
-                        queue.max_receive_count,
-                        queue.dead_letter_queue,
-                        queue.created_at,
-                        queue.updated_at,
-                        queue.deleted,
-                    ),
-                )
-            case PutMessage(message):
-                self._messages_written[message.message_id] = message
-            case PutDedup(entry):
-                self._conn.execute(
-                    "INSERT INTO broker_dedup"
-                    " (queue_id, dedup_id, message_id, position, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (queue_id, dedup_id) DO UPDATE SET"
-                    " message_id = excluded.message_id, position = excluded.position,"
-                    " expires_at = excluded.expires_at",
-                    (
-                        entry.queue_id,
-                        entry.dedup_id,
-                        entry.message_id,
-                        entry.position,
-                        entry.expires_at,
-                    ),
-                )
-            case PurgeMessages(queue_id, position):
-                self._write_messages()
-                self._conn.execute(
-                    "UPDATE broker_messages SET status = 'purged'"
-                    " WHERE queue_id = ? AND status IN ('ready', 'leased') AND position < ?",
-                    (queue_id, position),
-                )

@@ -11,8 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 from tortoise import Tortoise, fields, models
 from tortoise.migrations.api import migrate as tortoise_migrate
+
+from broker.store.sql import DEDUP, EVENTS, MESSAGES, QUEUES
+from broker.store.tables import Table
 
 _SQLITE_PREFIXES: Final = ("sqlite://",)
 
@@ -33,58 +37,61 @@ class EventRow(models.Model):
         indexes = (("queue", "position"), ("message_id", "position"))
 
 
-class QueueRow(models.Model):
-    queue_id = fields.BigIntField(primary_key=True, generated=False)
-    name = fields.CharField(max_length=80)
-    visibility_timeout_s = fields.IntField()
-    delay_s = fields.IntField()
-    retention_s = fields.IntField()
-    max_receive_count = fields.IntField(null=True)
-    dead_letter_queue = fields.CharField(max_length=80, null=True)
-    created_at = fields.BigIntField()
-    updated_at = fields.BigIntField()
-    deleted = fields.BooleanField(default=False)
-
-    class Meta:
-        app = "broker"
-        table = "broker_queues"
-        indexes = (("name", "deleted"),)
-
-
-class MessageRow(models.Model):
-    message_id = fields.CharField(max_length=64, primary_key=True)
-    queue_id = fields.BigIntField()
-    position = fields.BigIntField()
-    status = fields.CharField(max_length=16)
-    visible_at = fields.BigIntField()
-    lease = fields.CharField(max_length=64, null=True)
-    receive_count = fields.IntField()
-    published_at = fields.BigIntField()
-
-    class Meta:
-        app = "broker"
-        table = "broker_messages"
-        # receive: ready by position; sweeper: due leases by time, retention by publish time.
-        indexes = (
-            ("queue_id", "status", "position"),
-            ("queue_id", "status", "visible_at"),
-            ("queue_id", "status", "published_at"),
-        )
+def model_of(table: Table[Any], name: str, app: str, module: str) -> type[models.Model]:
+    """The Tortoise model of a declared table, so that the ORM owns its schema and migrations
+    without a second declaration of its columns. Types follow the row's field types: an int
+    bounded to 32 bits is an IntField, any other a BigIntField; a str with a max_length a
+    CharField (a Literal of strs a CharField(16)), without one a TextField; a bool a
+    BooleanField; ``X | None`` nullable; a field's default the column's. A table keyed by
+    several columns gets a generated ``id`` key, and a unique constraint on its key."""
+    attrs: dict[str, Any] = {"__module__": module}
+    info = msgspec.inspect.type_info(table.row)
+    assert isinstance(info, msgspec.inspect.StructType)
+    single_key = table.key[0] if len(table.key) == 1 else None
+    for field in info.fields:
+        kind, null = field.type, False
+        if isinstance(kind, msgspec.inspect.UnionType):
+            kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+            null = True
+        options: dict[str, Any] = {"null": True} if null else {}
+        if field.default is not msgspec.NODEFAULT:
+            options["default"] = field.default
+        if field.name == single_key:
+            # Integer keys keep Tortoise's default (generated: an autoincrement or serial
+            # column) as the first migrations made them; every insert gives the value anyway.
+            options["primary_key"] = True
+        attrs[field.name] = _field(kind, options)
+    meta: dict[str, Any] = {"app": app, "table": table.name, "indexes": table.indexes}
+    if single_key is None:
+        attrs["id"] = fields.BigIntField(primary_key=True)
+        meta["unique_together"] = (table.key,)
+    attrs["Meta"] = type("Meta", (), meta)
+    return type(name, (models.Model,), attrs)
 
 
-class DedupRow(models.Model):
-    id = fields.BigIntField(primary_key=True)
-    queue_id = fields.BigIntField()
-    dedup_id = fields.CharField(max_length=128)
-    message_id = fields.CharField(max_length=64)
-    position = fields.BigIntField()
-    expires_at = fields.BigIntField()
+def _field(kind: Any, options: dict[str, Any]) -> fields.Field[Any]:
+    inspect = msgspec.inspect
+    if isinstance(kind, inspect.BoolType):
+        return fields.BooleanField(**options)
+    if isinstance(kind, inspect.IntType):
+        small = kind.le is not None and kind.le < 2**31 and (kind.ge or 0) >= -(2**31)
+        return fields.IntField(**options) if small else fields.BigIntField(**options)
+    if isinstance(kind, inspect.StrType):
+        if kind.max_length is None:
+            return fields.TextField(**options)
+        return fields.CharField(max_length=kind.max_length, **options)
+    if isinstance(kind, inspect.LiteralType) and all(isinstance(v, str) for v in kind.values):
+        longest = max(len(str(value)) for value in kind.values)
+        return fields.CharField(max_length=max(16, longest), **options)
+    if isinstance(kind, inspect.BytesType):
+        return fields.BinaryField(**options)
+    raise TypeError(f"no column type for {kind}")
 
-    class Meta:
-        app = "broker"
-        table = "broker_dedup"
-        unique_together = (("queue_id", "dedup_id"),)
-        indexes = (("expires_at",),)
+
+QueueRow = model_of(QUEUES, "QueueRow", "broker", __name__)
+MessageRow = model_of(MESSAGES, "MessageRow", "broker", __name__)
+DedupRow = model_of(DEDUP, "DedupRow", "broker", __name__)
+assert tuple(EventRow._meta.fields_map) == EVENTS.columns, "events: the model and its rows differ"
 
 
 def sqlite_path(database_url: str) -> str | None:

@@ -3,15 +3,14 @@ message endpoints. Bodies are not copied here: they stay in the log, at ``positi
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final, TypeAlias, assert_never
 
 import msgspec
+from msgspec import Meta
 
 from broker.events import (
-    AnyEvent,
     MessageAcked,
     MessageDeadLettered,
-    MessageEvent,
     MessageExpired,
     MessageLeased,
     MessageLeaseExpired,
@@ -20,19 +19,20 @@ from broker.events import (
     MessagePublished,
     MessageRedriven,
 )
-from broker.state import to_us
+from broker.state import Id, Int32, Name, to_us
+from broker.store.tables import Table
 
 LIVE: Final = ("ready", "leased")
 
 
-class MessageViewRow(msgspec.Struct, kw_only=True):
-    message_id: str
+class MessageViewRow(msgspec.Struct):
+    message_id: Id
     queue_id: int
-    queue: str
-    status: str
+    queue: Name
+    status: Annotated[str, Meta(max_length=16)]
     attributes: str
     """JSON object, stored as text."""
-    receive_count: int
+    receive_count: Int32
     published_at: int
     visible_at: int
     position: int
@@ -40,7 +40,16 @@ class MessageViewRow(msgspec.Struct, kw_only=True):
     purged_position: int | None = None
 
 
-COLUMNS = tuple(MessageViewRow.__struct_fields__)
+MESSAGE_VIEWS: Final = Table(
+    "message_views",
+    MessageViewRow,
+    key=("message_id",),
+    indexes=(
+        ("queue_id", "status", "visible_at"),
+        ("queue_id", "position"),
+        ("queue_id", "status", "position"),
+    ),
+)
 
 
 def new_message_row(event: MessagePublished, queue_id: int, position: int) -> MessageViewRow:
@@ -59,7 +68,31 @@ def new_message_row(event: MessagePublished, queue_id: int, position: int) -> Me
     )
 
 
-def apply_message_event(row: MessageViewRow, event: MessageEvent, position: int) -> None:
+TRANSITIONS: Final = (
+    MessageLeased,
+    MessageAcked,
+    MessageNacked,
+    MessageLeaseExtended,
+    MessageLeaseExpired,
+    MessageDeadLettered,
+    MessageExpired,
+    MessageRedriven,
+)
+"""The events that change a message already published (what the projector loads rows for)."""
+
+Transition: TypeAlias = (
+    MessageLeased
+    | MessageAcked
+    | MessageNacked
+    | MessageLeaseExtended
+    | MessageLeaseExpired
+    | MessageDeadLettered
+    | MessageExpired
+    | MessageRedriven
+)
+
+
+def apply_message_event(row: MessageViewRow, event: Transition, position: int) -> None:
     """Fold one event (other than ``message.published``) into the message's row."""
     row.updated_position = position
     match event:
@@ -84,7 +117,7 @@ def apply_message_event(row: MessageViewRow, event: MessageEvent, position: int)
         case MessageRedriven():
             row.status = "redriven"
         case _:
-            raise TypeError(f"not a message transition: {event.__class__.__name__}")
+            assert_never(event)
 
 
 def purge_row(row: MessageViewRow, position: int) -> None:
@@ -92,7 +125,3 @@ def purge_row(row: MessageViewRow, position: int) -> None:
         row.status = "purged"
         row.purged_position = position
         row.updated_position = position
-
-
-def is_message_event(event: AnyEvent) -> bool:
-    return isinstance(event, MessageEvent)

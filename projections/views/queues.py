@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final, assert_never
+
 import msgspec
 
 from broker.events import (
@@ -9,26 +11,32 @@ from broker.events import (
     MessageAcked,
     MessageDeadLettered,
     MessageExpired,
+    MessageLeased,
+    MessageLeaseExpired,
+    MessageLeaseExtended,
+    MessageNacked,
     MessagePublished,
+    MessageRedriven,
     QueueCreated,
     QueueDeleted,
     QueuePurged,
     QueueUpdated,
 )
-from broker.state import to_us
+from broker.state import Int32, Name, to_us
+from broker.store.tables import Table
 
 
-class QueueViewRow(msgspec.Struct, kw_only=True):
+class QueueViewRow(msgspec.Struct):
     queue_id: int
-    name: str
+    name: Name
     created_at: int
     updated_at: int
     position: int
-    visibility_timeout_s: int
-    delay_s: int
-    retention_s: int
-    max_receive_count: int | None
-    dead_letter_queue: str | None
+    visibility_timeout_s: Int32
+    delay_s: Int32
+    retention_s: Int32
+    max_receive_count: Int32 | None
+    dead_letter_queue: Name | None
     deleted: bool = False
     published_total: int = 0
     acked_total: int = 0
@@ -37,7 +45,9 @@ class QueueViewRow(msgspec.Struct, kw_only=True):
     purged_total: int = 0
 
 
-COLUMNS = tuple(QueueViewRow.__struct_fields__)
+QUEUE_VIEWS: Final = Table(
+    "queue_views", QueueViewRow, key=("queue_id",), indexes=(("name", "deleted"),)
+)
 
 
 def apply_queue_event(row: QueueViewRow | None, event: AnyEvent, position: int) -> QueueViewRow:
@@ -81,6 +91,15 @@ def apply_queue_event(row: QueueViewRow | None, event: AnyEvent, position: int) 
             row.dead_lettered_total += 1
         case MessageExpired():
             row.expired_total += 1
+        case (
+            QueueCreated()
+            | MessageLeased()
+            | MessageNacked()
+            | MessageLeaseExtended()
+            | MessageLeaseExpired()
+            | MessageRedriven()
+        ):
+            pass  # no total changes; the queue's position moved above
         case _:
-            return row  # other message events change no total; the position moved above
+            assert_never(event)
     return row

@@ -17,6 +17,7 @@ from broker.ports import EventStore
 from broker.state import StateTx
 from broker.store.memory import MemoryEventStore
 from broker.store.sqlite import SqliteEventStore
+from broker.writer import record
 from tests.helpers import START, Counter, fresh_database, message
 
 CTX = Context(now=START, new_id=Counter("id"), new_receipt=Counter("r"))
@@ -24,7 +25,7 @@ CTX = Context(now=START, new_id=Counter("id"), new_receipt=Counter("r"))
 
 def _create(name: str):
     def run(tx: StateTx) -> int:
-        return tx.append(decide(tx, CreateQueue(queue=name, settings=QueueSettings()), CTX).events)
+        return record(tx, decide(tx, CreateQueue(queue=name, settings=QueueSettings()), CTX).events)
 
     return run
 
@@ -32,7 +33,7 @@ def _create(name: str):
 def _publish(queue: str, count: int):
     def run(tx: StateTx) -> int:
         command = PublishMessages(queue=queue, messages=tuple(message(i) for i in range(count)))
-        return tx.append(decide(tx, command, CTX).events)
+        return record(tx, decide(tx, command, CTX).events)
 
     return run
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tortoise import Tortoise, connections
 
 from broker.commands import (
     AckEntry,
@@ -28,13 +27,14 @@ from broker.commands import (
 )
 from broker.decide import ReceiveReply
 from broker.errors import BrokerError
-from broker.store.sqlite import SqliteEventStore
-from broker.store.tortoise import tortoise_config
+from broker.store.sql import Sql
+from broker.store.sqlite import SqliteDatabase, SqliteEventStore
 from broker.writer import Writer
-from projections.database import ReadModelDatabase
-from projections.models import APPS, CONNECTION, views_file
+from projections.models import views_file
 from projections.runner import ProjectionRunner
+from projections.views.messages import MESSAGE_VIEWS
 from projections.views.projector import ViewsProjector
+from projections.views.queues import QUEUE_VIEWS
 from tests.helpers import Counter, FakeClock, fresh_database, message
 
 NAMES = st.sampled_from(["a", "b", "dlq"])
@@ -70,25 +70,24 @@ steps = st.lists(
 ).map(lambda script: START_QUEUES + script)
 
 
-async def _dump() -> dict[str, list[dict[str, Any]]]:
-    conn = connections.get(CONNECTION)
-    return {
-        "queues": await conn.execute_query_dict("SELECT * FROM queue_views ORDER BY queue_id"),
-        "messages": await conn.execute_query_dict(
-            "SELECT * FROM message_views ORDER BY message_id"
-        ),
-    }
+async def _dump(views: SqliteDatabase) -> dict[str, list[tuple[Any, ...]]]:
+    def dump(conn: Sql) -> dict[str, list[tuple[Any, ...]]]:
+        return {
+            "queues": conn.query(f"{QUEUE_VIEWS.select} ORDER BY queue_id"),
+            "messages": conn.query(f"{MESSAGE_VIEWS.select} ORDER BY message_id"),
+        }
+
+    return await views.snapshot(dump)
 
 
 async def _scenario(directory: Path, script: list[tuple[Any, ...]], batch: int) -> None:
     path = fresh_database(directory)
-    await Tortoise.init(config=tortoise_config(f"sqlite:///{path}", APPS))
     store = SqliteEventStore(str(path))
     await store.open()
     clock = FakeClock()
     writer = Writer(store, clock=clock, new_id=Counter("m"), new_receipt=Counter("r"))
     await writer.start()
-    read_models = ReadModelDatabase(views_file(str(path)))
+    read_models = SqliteDatabase(views_file(str(path)), table="projection_checkpoints")
     await read_models.open()
     incremental = ProjectionRunner(store, read_models, [ViewsProjector()], batch_size=batch)
     await incremental.start()
@@ -137,20 +136,19 @@ async def _scenario(directory: Path, script: list[tuple[Any, ...]], batch: int) 
             if isinstance(reply, ReceiveReply):
                 leases += [(step[1], m.id, m.receipt) for m in reply.messages]
         await incremental.catch_up()
-        built = await _dump()
+        built = await _dump(read_models)
 
         await incremental.reset("views")
-        assert (await _dump()) == {"queues": [], "messages": []}
+        assert (await _dump(read_models)) == {"queues": [], "messages": []}
         rebuilt = ProjectionRunner(store, read_models, [ViewsProjector()], batch_size=100_000)
         await rebuilt.start()
         await rebuilt.catch_up()
-        assert await _dump() == built
+        assert await _dump(read_models) == built
         assert rebuilt.watermarks["views"].value == await store.head()
     finally:
         await writer.stop()
         await read_models.close()
         await store.close()
-        await Tortoise.close_connections()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

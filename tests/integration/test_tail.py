@@ -11,8 +11,8 @@ import redis
 import structlog
 
 from broker.commands import CreateQueue, PublishMessages, QueueSettings
+from broker.events import StoredEvent
 from broker.notify import Watermark
-from broker.ports import StoredEvent
 from broker.store.memory import MemoryEventStore
 from broker.writer import Writer
 from projections.redis_streams import EVENTS_STREAM, RedisFollower, connect
