@@ -90,11 +90,18 @@ class ApiError(Exception):
         )
 
 
-def from_broker(error: errors.BrokerError, *, field_prefix: str = "body.") -> ApiError:
+def from_broker(error: errors.BrokerError, *, entries: str | None = None) -> ApiError:
+    """``entries``: the request field that lists a batch's entries (``messages``), so that an
+    entry's field is named as in the request, ``messages[7].attributes``; a single request's
+    field is ``body.attributes``."""
     status = _STATUS_OF.get(type(error), 500)
-    field_errors = (
-        [FieldError(field_prefix + error.field, error.detail)] if error.field is not None else None
-    )
+    field_errors = None
+    if error.field is not None:
+        if error.entry is not None and entries is not None:
+            where = f"{entries}[{error.entry}].{error.field}"
+        else:
+            where = f"body.{error.field}"
+        field_errors = [FieldError(where, error.detail)]
     slug = type(error).__name__.removesuffix("Error")
     slug = "".join("-" + c.lower() if c.isupper() else c for c in slug).lstrip("-")
     return ApiError(status, error.detail, errors=field_errors, slug=slug)

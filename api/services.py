@@ -104,11 +104,12 @@ class Services:
         raw = await read_body(request, self.settings.max_request_bytes)
         return decode(raw, type_, field_prefix=field_prefix, empty_ok=empty_ok)
 
-    async def execute(self, command: AnyCommand) -> Reply:
+    async def execute(self, command: AnyCommand, *, entries: str | None = None) -> Reply:
+        """Run a command; its refusal as the API's problem (``entries``: see ``from_broker``)."""
         try:
             return await self.writer.execute(command)
         except BrokerError as error:
-            raise from_broker(error) from None
+            raise from_broker(error, entries=entries) from None
 
     async def read_position(self, min_position: int | None, projection: str = VIEWS) -> int:
         """Wait (bounded) until ``projection`` has applied ``min_position``; return where it

@@ -7,6 +7,7 @@ returns, a reply can name the positions its events will get before they are appe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Literal, TypeAlias, assert_never
 import msgspec
 
 from broker.commands import (
+    QUEUE_NAME_PATTERN,
     AckMessages,
     AnyCommand,
     CreateQueue,
@@ -59,6 +61,7 @@ SOURCE_QUEUE = "source_queue"
 SOURCE_MESSAGE_ID = "source_message_id"
 RESERVED_ATTRIBUTES = frozenset({SOURCE_QUEUE, SOURCE_MESSAGE_ID})
 """Set by the broker on dead-lettering, trusted by redrive: publishers may not set them."""
+_QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,8 @@ def _check_dead_letter(view: StateView, name: str, settings: QueueSettings) -> N
 
 
 def _create(view: StateView, command: CreateQueue, ctx: Context) -> Decision:
+    if not _QUEUE_NAME.match(command.queue):
+        raise InvalidCommandError(f"{command.queue!r} is not a queue name", field="name")
     if view.queue(command.queue) is not None:
         raise QueueExistsError(f"queue {command.queue!r} already exists", field="name")
     settings = command.settings
@@ -253,6 +258,16 @@ def _update(view: StateView, command: UpdateQueue, ctx: Context) -> Decision:
 
 def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decision:
     queue = _require(view, command.queue)
+    for index, message in enumerate(command.messages):
+        reserved = RESERVED_ATTRIBUTES & message.attributes.keys()
+        if reserved:
+            # Only the broker writes these (on dead-lettering), and redrive trusts them: a
+            # publisher that could set them could send a redrive anywhere, through any door.
+            raise InvalidCommandError(
+                f"attribute {sorted(reserved)[0]!r} is reserved for the broker",
+                field="attributes",
+                entry=index,
+            )
     now = ctx.now_us
     events: list[AnyEvent] = []
     results: list[Published] = []

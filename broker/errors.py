@@ -7,10 +7,12 @@ from __future__ import annotations
 class BrokerError(Exception):
     """Base of every error the broker raises on purpose."""
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(self, detail: str, *, field: str | None = None, entry: int | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        self.entry = entry
+        """Which entry of a command that carries several (a batch) the ``field`` is of."""
 
 
 class QueueNotFoundError(BrokerError):

@@ -44,7 +44,6 @@ from broker.commands import (
     ReceiveMessages,
 )
 from broker.decide import (
-    RESERVED_ATTRIBUTES,
     AckOutcome,
     AckReply,
     ExtendReply,
@@ -81,15 +80,6 @@ def _new_message(s: Services, req: PublishRequest, field: str, nesting: int) -> 
         )
     # Everything else in a request is typed, so only a body can nest without bound.
     check_depth(req.body, s.settings.max_json_depth - nesting, field)
-    reserved = RESERVED_ATTRIBUTES & req.attributes.keys()
-    if reserved:
-        # Only the broker writes these (on dead-lettering); redrive trusts them.
-        where = field.removesuffix("body") + "attributes"
-        raise ApiError(
-            422,
-            f"attribute {sorted(reserved)[0]!r} is reserved for the broker",
-            errors=[FieldError(where, "reserved attribute")],
-        )
     return NewMessage(
         message_id=s.writer.new_id(),
         body=req.body,
@@ -140,7 +130,7 @@ async def publish_batch(request: Request) -> Response:
         _new_message(s, entry, f"messages[{i}].body", nesting=3)
         for i, entry in enumerate(req.messages)
     )
-    reply = await s.execute(PublishMessages(queue=name, messages=messages))
+    reply = await s.execute(PublishMessages(queue=name, messages=messages), entries="messages")
     assert isinstance(reply, PublishReply)
     return json_response(
         BatchPublishResponse(reply.results),

@@ -378,3 +378,24 @@ async def test_a_command_that_breaks_the_store_fails_alone(broker: Broker) -> No
     assert all(isinstance(o, PublishReply) for o in (outcomes[0], outcomes[2]))
     bodies = [bytes(e.body) for e in await broker.events() if isinstance(e, MessagePublished)]
     assert sorted(bodies) == [b"1", b"3"]
+
+
+async def test_a_publish_that_forges_a_broker_attribute_is_refused_by_decide(
+    broker: Broker,
+) -> None:
+    """Not only by the HTTP route: any door that builds the command meets the same rule."""
+    await broker.create("q")
+    forged = message("x", attributes={"source_queue": "elsewhere"})
+    with pytest.raises(InvalidCommandError) as refused:
+        await broker.run(PublishMessages(queue="q", messages=(message(1), forged)))
+    assert (refused.value.field, refused.value.entry) == ("attributes", 1)
+    assert await broker.types() == ["queue.created"]
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a\n", "x" * 81, "a/b", "caf\u00e9"])
+async def test_a_queue_name_the_contract_refuses_is_refused_by_decide(
+    broker: Broker, name: str
+) -> None:
+    with pytest.raises(InvalidCommandError) as refused:
+        await broker.create(name)
+    assert refused.value.field == "name"
