@@ -77,7 +77,9 @@ def _check_syntax(body: bytes) -> None:
     except msgspec.DecodeError as error:
         raise _not_json(body, error) from None
     except RecursionError:
-        raise ApiError(422, "the request body is nested too deeply") from None
+        # Too deep for the parser to finish: whether or not it is JSON, it is not a request
+        # this server can read (and far past the depth any request may have).
+        raise ApiError(400, "the request body nests too deeply to be read as JSON") from None
 
 
 def _not_json(body: bytes, error: msgspec.DecodeError) -> ApiError:
