@@ -133,6 +133,16 @@ class RedisStreamPublisher:
             if not batch:
                 await self._head.wait_for(position + 1, 1.0)
                 continue
+            # Where the streams really end, before each batch: a Redis that restarted empty
+            # between two batches (its client's own retries can hide that it was ever gone)
+            # must get everything again, not the rest on top of a gap.
+            reached = await self.published()
+            if reached != position:
+                log.warning("redis_streams_moved", expected=position, found=reached)
+                position = reached
+                self.watermark.rewind(position)
+                self.watermark.advance(position)
+                continue
             await self.publish(batch)
             position = batch[-1].position
             self.watermark.advance(position)
