@@ -141,19 +141,25 @@ def serve(args: argparse.Namespace) -> int:
     from api import settings as config
     from api.http import CairnHttpProtocol
     from broker.errors import StoreUnavailableError
+    from broker.store.postgres import describe
 
     if args.projector is None and config.env_name("projector") not in os.environ:
         args.projector = "process"
     settings = _settings(args)
+    shown = describe(settings.database_url)
+
+    async def prepare() -> None:
+        await runtime.check(settings)
+        await asyncio.wait_for(runtime.migrate(settings), runtime.MIGRATE_WITHIN_S)
+
     _Stop.deferred = True
     try:
-        runtime.check(settings)
-        asyncio.run(asyncio.wait_for(runtime.migrate(settings), runtime.MIGRATE_WITHIN_S))
+        asyncio.run(prepare())
     except StoreUnavailableError as error:
-        return _fail(f"--database-url {settings.database_url}: {error.detail}", 1)
+        return _fail(f"--database-url {shown}: {error.detail}", 1)
     except Exception as error:  # one line, no traceback: the operator fixes the config
-        reason = str(error) or type(error).__name__
-        return _fail(f"--database-url {settings.database_url}: cannot open the store: {reason}", 1)
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+        return _fail(f"--database-url {shown}: cannot open the store: {reason or error!r}", 1)
     finally:
         _Stop.deferred = False
     if _Stop.requested:
@@ -225,6 +231,15 @@ def backup_or_restore(args: argparse.Namespace) -> int:
     from api.backup import BackupError, backup, restore
 
     settings = _settings(args)
+    if settings.postgres:
+        # The database is the cluster's, and PostgreSQL's own tools already copy it
+        # consistently while it runs (and restore it with the cluster stopped).
+        tool = "pg_dump -Fc" if args.command == "backup" else "pg_restore --clean"
+        return _fail(
+            f"cairn {args.command} is for SQLite stores; on PostgreSQL use {tool}"
+            f" (stop every node before a restore)",
+            1,
+        )
     try:
         if args.command == "backup":
             position = backup(settings.sqlite_file, args.path)
@@ -266,15 +281,16 @@ def projections(args: argparse.Namespace) -> int:
     from api import runtime
     from api.rebuild import rebuild
     from broker.errors import StoreUnavailableError
+    from broker.store.postgres import describe
 
     settings = _settings(args)
     console = Console(stderr=True)
     try:
         # A mistyped path must not become a new, empty store that "rebuilt" successfully.
-        runtime.check(settings, must_exist=True)
+        asyncio.run(runtime.check(settings, must_exist=True))
         done = asyncio.run(rebuild(settings, args.name, console))
     except StoreUnavailableError as error:
-        return _fail(f"--database-url {settings.database_url}: {error.detail}", 1)
+        return _fail(f"--database-url {describe(settings.database_url)}: {error.detail}", 1)
     except LookupError as error:
         return _fail(str(error))
     for name, result in done.items():

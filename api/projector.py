@@ -26,15 +26,13 @@ from typing import Any, Final
 import structlog
 
 from api import logs
-from api.runtime import open_storage
+from api.runtime import lead, open_storage
 from api.settings import Settings, from_env
 from broker.notify import Watermark
-from broker.ports import EventStore
 from projections import redis_streams
 
 log = structlog.get_logger(component="cairn.projector")
 
-_HEAD_POLL_S: Final = 0.002
 _PARENT_CHECK_S: Final = 1.0
 
 
@@ -47,16 +45,23 @@ async def run(settings: Settings) -> None:
     store, runner = storage.store, storage.runner
     redis = redis_streams.connect(settings.redis_url) if settings.redis_url else None
     head = Watermark(await store.head())
+
+    async def project() -> None:
+        jobs = [runner.run(head)]
+        if redis is not None:
+            publisher = redis_streams.RedisStreamPublisher(
+                store, redis, head, maxlen=settings.redis_stream_maxlen
+            )
+            jobs.append(publisher.run())
+        await asyncio.gather(*jobs)
+
     tasks: list[asyncio.Task[Any]] = [
-        asyncio.create_task(runner.run(head), name="cairn-projections"),
-        asyncio.create_task(_follow_head(store, head), name="cairn-head"),
+        # One projector for the whole broker: on PostgreSQL every node starts one of these
+        # processes, and the others wait to take over.
+        asyncio.create_task(lead(storage.leadership("projector"), project), name="cairn-lead"),
+        asyncio.create_task(storage.follow(head), name="cairn-follow"),
         asyncio.create_task(_watch_parent(stop), name="cairn-parent"),
     ]
-    if redis is not None:
-        publisher = redis_streams.RedisStreamPublisher(
-            store, redis, head, maxlen=settings.redis_stream_maxlen
-        )
-        tasks.append(asyncio.create_task(publisher.run(), name="cairn-redis-publisher"))
     log.info("projector_started", head=head.value, redis=redis is not None)
     try:
         await stop.wait()
@@ -70,12 +75,6 @@ async def run(settings: Settings) -> None:
             await redis.aclose()
         await storage.close()
         log.info("projector_stopped", positions={n: w.value for n, w in runner.watermarks.items()})
-
-
-async def _follow_head(store: EventStore, head: Watermark) -> None:
-    while True:
-        head.advance(await store.head())
-        await asyncio.sleep(_HEAD_POLL_S)
 
 
 async def _watch_parent(stop: asyncio.Event) -> None:

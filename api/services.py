@@ -17,7 +17,7 @@ from starlette.requests import Request
 from api.body import decode, read_body
 from api.metrics import Metrics
 from api.problems import ApiError, from_broker
-from api.runtime import Storage, open_storage
+from api.runtime import Storage, lead, open_storage
 from api.settings import Settings
 from broker.commands import AnyCommand
 from broker.decide import Reply
@@ -35,7 +35,6 @@ log = structlog.get_logger(component="cairn")
 T = TypeVar("T")
 
 VIEWS: Final = "views"
-_HEAD_POLL_S: Final = 0.25
 
 
 @dataclass
@@ -149,6 +148,8 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
     def on_commit(commit: Commit) -> None:
         head.advance(commit.head)
         signals.notify(commit.queues)
+        if commit.queues:
+            storage.announce_commit(commit.head, commit.queues)
         metrics.observe_commit(commit)
 
     writer.on_commit(on_commit)
@@ -164,16 +165,24 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
         redis=redis,
         publisher=publisher,
     )
+
+    async def project() -> None:
+        jobs = [runner.run(head), *([publisher.run()] if publisher is not None else [])]
+        await asyncio.gather(*jobs)
+
+    async def sweep() -> None:
+        await sweep_forever(writer, settings.sweep_interval_s)
+
     running.tasks = [
-        asyncio.create_task(
-            runner.run(head) if embedded else runner.follow(), name="cairn-projections"
-        ),
-        asyncio.create_task(sweep_forever(writer, settings.sweep_interval_s), name="cairn-sweeper"),
-        asyncio.create_task(_follow_head(store, head, signals), name="cairn-head"),
+        # One sweeper for the whole broker (every worker and node): whoever leads it.
+        asyncio.create_task(lead(storage.leadership("sweeper"), sweep), name="cairn-sweeper"),
+        asyncio.create_task(storage.follow(head, signals), name="cairn-follow"),
         asyncio.create_task(tail.run(), name="cairn-tail"),
     ]
-    if publisher is not None:
-        running.tasks.append(asyncio.create_task(publisher.run(), name="cairn-redis-publisher"))
+    if embedded:  # else the projector process does it (api/projector.py)
+        running.tasks.append(
+            asyncio.create_task(lead(storage.leadership("projector"), project), name="cairn-lead")
+        )
     _chain_exit_signals(running.shutdown)
     log.info(
         "broker_started",
@@ -196,20 +205,6 @@ async def stop(running: Services) -> None:
         await running.redis.aclose()
     await running.storage.close()
     log.info("broker_stopped", head=running.head.value)
-
-
-async def _follow_head(store: EventStore, head: Watermark, signals: QueueSignals) -> None:
-    """Notice commits made by other processes on the same database (``--workers N``): a cheap
-    indexed MAX every 250 ms wakes this process's projector, long polls and feeds."""
-    while True:
-        await asyncio.sleep(_HEAD_POLL_S)
-        try:
-            position = await store.head()
-        except BrokerError:
-            continue
-        if position > head.value:
-            head.advance(position)
-            signals.notify_all()
 
 
 def _chain_exit_signals(shutdown: asyncio.Event) -> None:

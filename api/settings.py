@@ -14,6 +14,7 @@ import msgspec
 from msgspec import Meta
 
 from api.auth import Authenticator, KeyConfigError
+from broker.store.postgres import describe, is_postgres
 from broker.store.tortoise import sqlite_path
 
 ENV_PREFIX: Final = "CAIRN_"
@@ -77,10 +78,10 @@ class Settings(msgspec.Struct, kw_only=True):
             raise ConfigError(f"--port {self.port} is not a TCP port (1..65535)")
         if self.workers < 1:
             raise ConfigError(f"--workers {self.workers} must be at least 1")
-        if sqlite_path(self.database_url) is None:
+        if sqlite_path(self.database_url) is None and not is_postgres(self.database_url):
             raise ConfigError(
-                f"--database-url {self.database_url!r} is not supported:"
-                " use sqlite://RELATIVE/PATH or sqlite:///ABSOLUTE/PATH"
+                f"--database-url {self.database_url!r} is not supported: use"
+                " sqlite://RELATIVE/PATH, sqlite:///ABSOLUTE/PATH or postgresql://USER@HOST/DB"
             )
         if self.redis_url is not None and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
@@ -114,9 +115,14 @@ class Settings(msgspec.Struct, kw_only=True):
             raise ConfigError(str(error)) from None
 
     @property
+    def postgres(self) -> bool:
+        return is_postgres(self.database_url)
+
+    @property
     def sqlite_file(self) -> str:
         path = sqlite_path(self.database_url)
-        assert path is not None
+        if path is None:
+            raise ConfigError(f"{describe(self.database_url)} is not a SQLite store")
         return path
 
 

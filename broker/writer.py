@@ -176,10 +176,11 @@ class Writer:
         try:
             result = await self._store.transact(lambda tx: apply_batch(tx, commands, ctx))
         except Exception as error:  # the whole transaction failed: nothing was written
-            if len(batch) > 1:
-                # Something other than a domain refusal (a bug, a driver error): the batch
-                # was rolled back, so run its commands again one by one, each in its own
-                # transaction, and only the culprit fails.
+            if len(batch) > 1 and not isinstance(error, StoreUnavailableError):
+                # Something other than a domain refusal or an unavailable store (a bug): the
+                # batch was rolled back, so run its commands again one by one, each in its own
+                # transaction, and only the culprit fails. (When the store is down, running
+                # them one by one would only make each wait for the store in turn.)
                 log.error("batch_failed_retrying_alone", commands=len(batch), error=str(error))
                 for item in batch:
                     await self._commit([item])

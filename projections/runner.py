@@ -11,7 +11,7 @@ checkpoint in one transaction, then catch up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import structlog
@@ -56,6 +56,9 @@ class ProjectionRunner:
         self._batch_size = batch_size
         self._coalesce_s = coalesce_s
         self.watermarks = {p.name: Watermark() for p in projectors}
+        self.on_step: Callable[[], Awaitable[None]] | None = None
+        """Called after each batch is committed: other processes waiting on the checkpoints
+        are told (``api/runtime.py``)."""
 
     @property
     def names(self) -> list[str]:
@@ -116,6 +119,8 @@ class ProjectionRunner:
         reached = await self._db.transaction(apply)
         if reached == last:
             watermark.advance(last)
+            if self.on_step is not None:
+                await self.on_step()
             return len(batch)
         if reached < after:  # reset by a rebuild elsewhere: follow it from the start
             watermark.rewind(reached)
@@ -142,16 +147,6 @@ class ProjectionRunner:
 
         await self._db.transaction(reset)
         self.watermarks[name].rewind(0)
-
-    async def follow(self, interval_s: float = 0.02) -> None:
-        """Apply nothing; keep the watermarks current with the checkpoints another process's
-        runner moves (see ``api/projector.py``), so reads here can wait on them."""
-        while True:
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("projection_follow_failed")
-            await asyncio.sleep(interval_s)
 
     async def run(self, head: Watermark, *, idle_timeout: float = 1.0) -> None:
         """Follow the log for ever: catch up, then sleep until the head moves past us."""

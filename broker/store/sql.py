@@ -158,6 +158,8 @@ class SqlStateTx:
         self._appended: dict[int, StoredEvent] = {}
         self._queues_by_name: dict[str, QueueState | None] = {}
         self._messages_written: dict[str, MessageState] = {}
+        self.queues_touched: set[str] = set()
+        """The queues of the events appended, for the adapter's commit notification."""
 
     @property
     def next_position(self) -> int:
@@ -250,6 +252,7 @@ class SqlStateTx:
         if event.position != self._next:
             raise ValueError(f"event at {event.position}, but the next position is {self._next}")
         self._rows.append(EVENTS.values(event))
+        self.queues_touched.add(event.queue)
         if event.type == "message.published":
             self._appended[event.position] = event
         self._next += 1

@@ -13,8 +13,10 @@ from typing import Any, Final
 
 import msgspec
 from tortoise import Tortoise, fields, models
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as tortoise_migrate
 
+from broker.store.postgres import conninfo, is_postgres, migration_lock
 from broker.store.sql import DEDUP, EVENTS, MESSAGES, QUEUES
 from broker.store.tables import Table
 
@@ -114,9 +116,25 @@ def tortoise_config(
     """The Tortoise config for the store; ``extra_apps`` adds the layers above (read models).
     An app whose ``default_connection`` is not ``default`` gets its own SQLite file beside the
     log's (see ``companion_path``)."""
+    apps: dict[str, Any] = {
+        "broker": {
+            "models": ["broker.store.tortoise"],
+            "migrations": "broker.store.migrations",
+            "default_connection": "default",
+        },
+    }
+    apps.update(extra_apps or {})
+    names = {app["default_connection"] for app in apps.values()}
+    if is_postgres(database_url):
+        # Every app in the one database: the read models beside the log, for every node.
+        # Tortoise migrates through asyncpg, its best-kept PostgreSQL backend (its psycopg one
+        # writes the migration recorder's placeholders as $1, which psycopg does not take);
+        # the broker itself runs on psycopg, whose synchronous API its one-hop batches need.
+        postgres = expand_db_url("asyncpg://" + conninfo(database_url).split("://", 1)[1])
+        return {"connections": dict.fromkeys(names, postgres), "apps": apps, "use_tz": True}
     path = sqlite_path(database_url)
     if path is None:
-        raise ValueError(f"unsupported database URL {database_url!r}: use sqlite://PATH")
+        raise ValueError(f"unsupported database URL {database_url!r}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
 
     def connection(file_path: str) -> dict[str, Any]:
@@ -133,41 +151,21 @@ def tortoise_config(
             },
         }
 
-    apps: dict[str, Any] = {
-        "broker": {
-            "models": ["broker.store.tortoise"],
-            "migrations": "broker.store.migrations",
-            "default_connection": "default",
-        },
+    connections = {
+        name: connection(path if name == "default" else companion_path(path, name))
+        for name in names
     }
-    apps.update(extra_apps or {})
-    connections = {"default": connection(path)}
-    for app in apps.values():
-        name = app["default_connection"]
-        if name not in connections:
-            connections[name] = connection(companion_path(path, name))
     return {"connections": connections, "apps": apps, "use_tz": True}
 
 
 async def migrate(database_url: str, extra_apps: dict[str, dict[str, Any]] | None = None) -> None:
-    """Create or upgrade every table of every app; idempotent."""
-    try:
-        await tortoise_migrate(config=tortoise_config(database_url, extra_apps))
-    finally:
-        # Also when the migration failed or was cancelled by a timeout: the driver's
-        # connection threads are not daemons, and would keep the process from exiting.
-        await Tortoise.close_connections()
-
-
-async def open_orm(database_url: str, extra_apps: dict[str, dict[str, Any]] | None = None) -> None:
-    """Migrate, then initialise Tortoise for this process's reads and read-model writes."""
-    await migrate(database_url, extra_apps)
-    # Under uvicorn the lifespan and the requests run in different tasks; without the global
-    # fallback every request fails to find the connection (Tortoise 1.x context rules).
-    await Tortoise.init(
-        config=tortoise_config(database_url, extra_apps), _enable_global_fallback=True
-    )
-
-
-async def close_orm() -> None:
-    await Tortoise.close_connections()
+    """Create or upgrade every table of every app; idempotent, and safe when several nodes
+    start at once on an empty PostgreSQL database: they take turns (a session advisory lock),
+    and every one after the first finds nothing left to do."""
+    async with migration_lock(database_url):
+        try:
+            await tortoise_migrate(config=tortoise_config(database_url, extra_apps))
+        finally:
+            # Also when the migration failed or was cancelled by a timeout: the driver's
+            # connection threads are not daemons, and would keep the process from exiting.
+            await Tortoise.close_connections()

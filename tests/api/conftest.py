@@ -17,6 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.postgres import drop
+from tests.postgres import fresh_database as fresh_postgres
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -87,7 +90,13 @@ class Server:
         self.process = None
 
 
-def make_server(directory: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+def make_server(
+    directory: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    database_url: str | None = None,
+) -> Server:
+    """``cairn serve`` on a SQLite store in ``directory``, or on ``database_url``."""
     port = free_port()
     database = directory / "cairn.db"
     log = directory / "cairn.log"
@@ -99,7 +108,7 @@ def make_server(directory: Path, *extra: str, env: dict[str, str] | None = None)
         "--port",
         str(port),
         "--database-url",
-        f"sqlite:///{database}",
+        database_url or f"sqlite:///{database}",
         "--log-file",
         str(log),
         *extra,
@@ -112,11 +121,18 @@ def make_server(directory: Path, *extra: str, env: dict[str, str] | None = None)
     return Server(f"http://127.0.0.1:{port}", database, log, args, environment)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = make_server(tmp_path_factory.mktemp("cairn")).start()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A broker for a module's tests: on the embedded SQLite store, and again on PostgreSQL
+    (a database of its own), so every test that takes it runs against both stores."""
+    url = fresh_postgres() if request.param == "postgres" else None
+    running = make_server(tmp_path_factory.mktemp("cairn"), database_url=url).start()
     yield running
     running.stop()
+    if url is not None:
+        drop(url)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from broker.commands import CreateQueue, PublishMessages, QueueSettings
@@ -16,9 +17,12 @@ from broker.errors import StoreUnavailableError
 from broker.ports import EventStore
 from broker.state import StateTx
 from broker.store.memory import MemoryEventStore
+from broker.store.postgres import PostgresEventStore
 from broker.store.sqlite import SqliteEventStore
 from broker.writer import record
 from tests.helpers import START, Counter, fresh_database, message
+from tests.postgres import drop
+from tests.postgres import fresh_database as fresh_postgres
 
 CTX = Context(now=START, new_id=Counter("id"), new_receipt=Counter("r"))
 
@@ -174,3 +178,70 @@ class TestSqliteStore(EventStoreContract):
             assert [e.position for e in await other.read(0, 100)] == list(range(1, 62))
         finally:
             await other.close()
+
+
+class TestPostgresStore(EventStoreContract):
+    @pytest.fixture
+    async def store(self) -> AsyncIterator[EventStore]:
+        url = fresh_postgres()
+        store = PostgresEventStore(url)
+        await store.open()
+        yield store
+        await store.close()
+        drop(url)
+
+    async def test_the_schema_refuses_to_change_an_event(self, store: EventStore) -> None:
+        await store.transact(_create("a"))
+        assert isinstance(store, PostgresEventStore)
+        with psycopg.connect(store.url, autocommit=True) as conn:
+            for statement in ("UPDATE events SET queue = 'b'", "DELETE FROM events"):
+                with pytest.raises(psycopg.errors.RaiseException, match="immutable"):
+                    conn.execute(statement)
+            with pytest.raises(psycopg.errors.RaiseException, match="immutable"):
+                conn.execute("TRUNCATE events")
+
+    async def test_an_unreachable_database_is_unavailable_within_ten_seconds(self) -> None:
+        store = PostgresEventStore("postgresql://postgres@127.0.0.1:1/none")
+        with pytest.raises(StoreUnavailableError):
+            await asyncio.wait_for(store.open(), 12)
+        await store.close()
+
+    async def test_nodes_appending_at_once_never_show_a_reader_p_plus_1_before_p(
+        self, store: EventStore
+    ) -> None:
+        """Four stores (as four nodes would) append concurrently while a reader polls the
+        log: every read must be a contiguous prefix of positions, and no position may ever
+        appear below what a reader has already seen."""
+        assert isinstance(store, PostgresEventStore)
+        nodes = [PostgresEventStore(store.url) for _ in range(4)]
+        for node in nodes:
+            await node.open()
+        await store.transact(_create("a"))
+        done = asyncio.Event()
+        reads = 0
+
+        async def read_all_the_time() -> None:
+            nonlocal reads
+            seen = 0
+            while not done.is_set():
+                positions = [e.position for e in await store.read(0, 100_000)]
+                assert positions == list(range(1, len(positions) + 1)), "a gap was visible"
+                assert len(positions) >= seen, "a position seen before disappeared"
+                seen = len(positions)
+                reads += 1
+
+        async def append(node: PostgresEventStore) -> None:
+            for _ in range(25):
+                await node.transact(_publish("a", 3))
+
+        reader = asyncio.create_task(read_all_the_time())
+        try:
+            await asyncio.gather(*(append(node) for node in nodes))
+        finally:
+            done.set()
+            await reader
+            for node in nodes:
+                await node.close()
+        positions = [e.position for e in await store.read(0, 100_000)]
+        assert positions == list(range(1, 1 + 1 + 4 * 25 * 3))
+        assert reads > 10  # the reader really ran while they committed

@@ -62,6 +62,8 @@ from broker.events import MessageDeadLettered, MessageRedriven
 from broker.ports import EventStore
 from broker.state import to_us
 from broker.store.memory import MemoryEventStore
+from broker.store.postgres import PostgresDatabase, PostgresEventStore
+from broker.store.sql import Database
 from broker.store.sqlite import SqliteDatabase, SqliteEventStore
 from broker.writer import Writer
 from projections.models import views_file
@@ -69,6 +71,8 @@ from projections.runner import ProjectionRunner
 from projections.views.messages import MESSAGE_VIEWS
 from projections.views.projector import ViewsProjector
 from tests.helpers import Counter, FakeClock, fresh_database
+from tests.postgres import drop
+from tests.postgres import fresh_database as fresh_postgres
 from tests.stateful.model import Message, Model, Outcome
 
 NAMES = st.sampled_from(["a", "b", "c", "dlq"])
@@ -95,10 +99,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.loop.run(self.store.open())
         self.writer = self.make_writer()
         # The read models, built by the views projector from the same log.
-        self.views_dir = Path(tempfile.mkdtemp(prefix="cairn-views-"))
-        self.views = SqliteDatabase(
-            views_file(str(fresh_database(self.views_dir))), table="projection_checkpoints"
-        )
+        self.views = self.make_views()
         self.loop.run(self.views.open())
         self.runner = self.make_runner()
         self.model = Model()
@@ -109,6 +110,12 @@ class BrokerMachine(RuleBasedStateMachine):
 
     def make_store(self) -> EventStore:
         raise NotImplementedError
+
+    def make_views(self) -> Database:
+        self.views_dir = Path(tempfile.mkdtemp(prefix="cairn-views-"))
+        return SqliteDatabase(
+            views_file(str(fresh_database(self.views_dir))), table="projection_checkpoints"
+        )
 
     def make_writer(self) -> Writer:
         writer = Writer(self.store, clock=self.clock, new_id=self.ids, new_receipt=self.receipts)
@@ -125,7 +132,8 @@ class BrokerMachine(RuleBasedStateMachine):
         self.loop.run(self.views.close())
         self.loop.run(self.store.close())
         self.loop.close()
-        shutil.rmtree(self.views_dir, ignore_errors=True)
+        if hasattr(self, "views_dir"):
+            shutil.rmtree(self.views_dir, ignore_errors=True)
 
     @property
     def now(self) -> int:
@@ -405,6 +413,29 @@ class SqliteBroker(BrokerMachine):
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class PostgresBroker(BrokerMachine):
+    def make_store(self) -> EventStore:
+        self.url = fresh_postgres()
+        return PostgresEventStore(self.url)
+
+    def make_views(self) -> Database:
+        return PostgresDatabase(self.url, name="views")
+
+    @rule()
+    def restart(self) -> None:
+        """Stop everything and connect again: the state must come back whole."""
+        self.loop.run(self.writer.stop())
+        self.loop.run(self.store.close())
+        self.store = PostgresEventStore(self.url)
+        self.loop.run(self.store.open())
+        self.writer = self.make_writer()
+        self.runner = self.make_runner()
+
+    def teardown(self) -> None:
+        super().teardown()
+        drop(self.url)
+
+
 _settings: Any = settings(
     max_examples=300,
     stateful_step_count=50,
@@ -413,3 +444,4 @@ _settings: Any = settings(
 )
 TestMemoryBroker = _settings(MemoryBroker).TestCase
 TestSqliteBroker = settings(_settings, max_examples=60)(SqliteBroker).TestCase
+TestPostgresBroker = settings(_settings, max_examples=40)(PostgresBroker).TestCase
