@@ -53,7 +53,9 @@ async def run(settings: Settings) -> None:
                 store, redis, head, maxlen=settings.redis_stream_maxlen
             )
             jobs.append(publisher.run())
-        await asyncio.gather(*jobs)
+        async with asyncio.TaskGroup() as group:  # one failing stops the other with it
+            for job in jobs:
+                group.create_task(job)
 
     tasks: list[asyncio.Task[Any]] = [
         # One projector for the whole broker: on PostgreSQL every node starts one of these

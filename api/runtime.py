@@ -212,9 +212,14 @@ async def lead(leadership: Leadership, work: Callable[[], Coroutine[Any, Any, No
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if task.done() and not task.cancelled() and task.exception() is None:
-            await leadership.release()
-            return  # the work finished on its own
+        if task.cancelled():
+            continue
+        if task.exception() is not None:  # a bug: say so, and start the job again
+            log.error("led_job_failed", job=leadership.name, exc_info=task.exception())
+            await asyncio.sleep(LEAD_RETRY_S)
+            continue
+        await leadership.release()
+        return  # the work finished on its own
 
 
 async def check(settings: Settings, *, must_exist: bool = False) -> None:

@@ -168,7 +168,9 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
 
     async def project() -> None:
         jobs = [runner.run(head), *([publisher.run()] if publisher is not None else [])]
-        await asyncio.gather(*jobs)
+        async with asyncio.TaskGroup() as group:  # one failing stops the other with it
+            for job in jobs:
+                group.create_task(job)
 
     async def sweep() -> None:
         await sweep_forever(writer, settings.sweep_interval_s)

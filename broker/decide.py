@@ -320,7 +320,7 @@ def _over_receive_limit(
 def _dead_letter(
     view: StateView, queue: QueueState, dlq: QueueState, message: MessageState, ctx: Context
 ) -> list[AnyEvent]:
-    original = view.published(message.position)
+    original = view.published([message.position])[message.position]
     new_id = ctx.new_id()
     attributes = {
         **original.attributes,
@@ -365,7 +365,9 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
     lease_end = ctx.now + timedelta(seconds=timeout)
     events: list[AnyEvent] = []
     deliveries: list[Delivery] = []
-    for message in view.receivable(queue.queue_id, now, command.max_messages):
+    candidates = view.receivable(queue.queue_id, now, command.max_messages)
+    bodies = view.published([m.position for m in candidates])
+    for message in candidates:
         if _retention_passed(queue, message, now):
             events.append(
                 MessageExpired(at=ctx.now, queue=queue.name, message_id=message.message_id)
@@ -389,7 +391,7 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
                 visible_at=lease_end,
             )
         )
-        published = view.published(message.position)
+        published = bodies[message.position]
         deliveries.append(
             Delivery(
                 id=message.message_id,
@@ -402,7 +404,10 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
                 visible_at=lease_end,
             )
         )
-    return Decision(events, ReceiveReply(deliveries, view.next_visible_at(queue.queue_id, now)))
+    # Only a receive that found nothing needs to know when the next delayed message shows:
+    # its long poll sleeps until then (no event marks the end of a delay).
+    next_visible = None if deliveries else view.next_visible_at(queue.queue_id, now)
+    return Decision(events, ReceiveReply(deliveries, next_visible))
 
 
 def _holds_lease(message: MessageState, lease: str, now: int) -> bool:
@@ -432,8 +437,9 @@ def _ack(view: StateView, command: AckMessages, ctx: Context) -> Decision:
     events: list[AnyEvent] = []
     results: list[tuple[str, AckOutcome]] = []
     acked_here: dict[str, str] = {}
+    found = view.messages([entry.message_id for entry in command.entries])
     for entry in command.entries:
-        message = view.message(entry.message_id)
+        message = found.get(entry.message_id)
         lease = lease_of(entry.receipt)
         outcome: AckOutcome
         if message is None or message.queue_id != queue.queue_id:
@@ -498,10 +504,12 @@ def _redrive(view: StateView, command: RedriveMessages, ctx: Context) -> Decisio
     now = ctx.now_us
     events: list[AnyEvent] = []
     moved = 0
-    for message in view.receivable(queue.queue_id, now, command.max):
+    candidates = view.receivable(queue.queue_id, now, command.max)
+    bodies = view.published([m.position for m in candidates])
+    for message in candidates:
         if _retention_passed(queue, message, now):
             continue
-        original = view.published(message.position)
+        original = bodies[message.position]
         target = named
         if target is None:
             source = original.attributes.get(SOURCE_QUEUE)
@@ -545,7 +553,9 @@ def _sweep(view: StateView, command: Sweep, ctx: Context) -> Decision:
     now = ctx.now_us
     events: list[AnyEvent] = []
     for queue in queues:
-        for message in view.due_leases(queue.queue_id, now, command.limit):
+        cutoff = now - queue.retention_s * 1_000_000
+        leases, stale = view.due(queue.queue_id, now, cutoff, command.limit)
+        for message in leases:
             events.append(
                 MessageLeaseExpired(
                     at=ctx.now,
@@ -555,8 +565,7 @@ def _sweep(view: StateView, command: Sweep, ctx: Context) -> Decision:
                 )
             )
             events.extend(_after_release(view, queue, message, ctx))
-        cutoff = now - queue.retention_s * 1_000_000
-        for message in view.expired_ready(queue.queue_id, cutoff, command.limit):
+        for message in stale:
             events.append(
                 MessageExpired(at=ctx.now, queue=queue.name, message_id=message.message_id)
             )

@@ -140,17 +140,22 @@ class StateView(Protocol):
     def message(self, message_id: str) -> MessageState | None:
         """The message with that id, in whatever state."""
 
+    def messages(self, message_ids: Sequence[str]) -> dict[str, MessageState]:
+        """The messages with those ids that exist, in one look (a batch ack: on a database
+        across the network, one round trip instead of one per entry)."""
+
     def dedup(self, queue_id: int, dedup_id: str) -> DedupEntry | None:
         """The dedup key of that queue, if one was recorded."""
 
     def receivable(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
         """Ready messages visible at ``now``, oldest publish first."""
 
-    def due_leases(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
-        """Leased messages whose lease ended at or before ``now``."""
-
-    def expired_ready(self, queue_id: int, published_before: int, limit: int) -> list[MessageState]:
-        """Ready messages published at or before ``published_before``."""
+    def due(
+        self, queue_id: int, now: int, published_before: int, limit: int
+    ) -> tuple[list[MessageState], list[MessageState]]:
+        """What the sweeper must record, in one look: leased messages whose lease ended at or
+        before ``now`` (by lease end), and ready messages published at or before
+        ``published_before`` (by publish time); at most ``limit`` of each."""
 
     def count_live(self, queue_id: int) -> int:
         """How many of the queue's messages are available, delayed or in flight."""
@@ -158,8 +163,9 @@ class StateView(Protocol):
     def next_visible_at(self, queue_id: int, now: int) -> int | None:
         """The earliest future time a ready message of the queue becomes visible."""
 
-    def published(self, position: int) -> MessagePublished:
-        """The ``message.published`` event at that position (body and attributes)."""
+    def published(self, positions: Sequence[int]) -> dict[int, MessagePublished]:
+        """The ``message.published`` events at those positions (bodies and attributes), by
+        position, in one look."""
 
 
 class StateTx(StateView, Protocol):

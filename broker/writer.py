@@ -21,7 +21,14 @@ from datetime import datetime
 import structlog
 
 from broker import ids
-from broker.commands import AnyCommand, ReceiveMessages, Sweep
+from broker.commands import (
+    AckMessages,
+    AnyCommand,
+    ExtendLease,
+    NackMessage,
+    ReceiveMessages,
+    Sweep,
+)
 from broker.decide import Context, Reply, decide
 from broker.errors import BrokerError, StoreUnavailableError
 from broker.events import AnyEvent, StoredEvent, type_of
@@ -65,12 +72,18 @@ def apply_batch(tx: StateTx, commands: Sequence[AnyCommand], ctx: Context) -> _B
     outcomes: list[Reply | BrokerError] = []
     commit = Commit(head=tx.next_position - 1, commands=len(commands))
     swept = False
+    swept_queues: set[str] = set()
+    # Every message the batch's acks, nacks and extends name, in one look: the store keeps
+    # what it read, so deciding them costs no round trip each (PostgreSQL's are ~0.2 ms).
+    tx.messages([message_id for command in commands for message_id in _named(command)])
     for command in commands:
         try:
-            if isinstance(command, ReceiveMessages):
+            if isinstance(command, ReceiveMessages) and command.queue not in swept_queues:
                 # Leases that ended are made available before choosing what to deliver, so a
-                # receiver never waits for the sweeper to notice an expiry.
+                # receiver never waits for the sweeper to notice an expiry. Once per queue per
+                # batch: every command of a batch is decided at the same moment.
                 _append(tx, decide(tx, Sweep(queue=command.queue), ctx).events, commit)
+                swept_queues.add(command.queue)
             decision = decide(tx, command, ctx)
         except BrokerError as error:
             outcomes.append(error)
@@ -81,6 +94,17 @@ def apply_batch(tx: StateTx, commands: Sequence[AnyCommand], ctx: Context) -> _B
     if swept:
         tx.prune_dedup(ctx.now_us)
     return _Batch(outcomes, commit)
+
+
+def _named(command: AnyCommand) -> list[str]:
+    """The messages a command names by id."""
+    match command:
+        case AckMessages():
+            return [entry.message_id for entry in command.entries]
+        case NackMessage() | ExtendLease():
+            return [command.message_id]
+        case _:
+            return []
 
 
 def _append(tx: StateTx, events: Sequence[AnyEvent], commit: Commit) -> None:

@@ -94,15 +94,15 @@ _LIVE_QUEUES: Final = f"{QUEUE_VIEWS.select} WHERE NOT deleted"
 def _stats(conn: Sql, queue_ids: list[int], now: int) -> dict[int, Stats]:
     if not queue_ids:
         return {}
+    where, params = conn.one_of("queue_id", queue_ids)
     rows = conn.query(
         "SELECT queue_id,"
         " SUM(CASE WHEN status = 'ready' AND visible_at <= ? THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN status = 'ready' AND visible_at > ? THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN status = 'leased' THEN 1 ELSE 0 END),"
         " MIN(CASE WHEN status = 'ready' AND visible_at <= ? THEN published_at END)"
-        " FROM message_views WHERE status IN ('ready', 'leased')"
-        f" AND queue_id IN ({', '.join('?' * len(queue_ids))}) GROUP BY queue_id",
-        [now, now, now, *queue_ids],
+        f" FROM message_views WHERE status IN ('ready', 'leased') AND {where} GROUP BY queue_id",
+        [now, now, now, *params],
     )
     return {r[0]: (int(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows}
 

@@ -125,13 +125,16 @@ class _MemoryTx:
     def receivable(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
         return [m for m in self._of_queue(queue_id, "ready") if m.visible_at <= now][:limit]
 
-    def due_leases(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
+    def due(
+        self, queue_id: int, now: int, published_before: int, limit: int
+    ) -> tuple[list[MessageState], list[MessageState]]:
         due = [m for m in self._of_queue(queue_id, "leased") if m.visible_at <= now]
-        return sorted(due, key=lambda m: (m.visible_at, m.position))[:limit]
-
-    def expired_ready(self, queue_id: int, published_before: int, limit: int) -> list[MessageState]:
         ready = self._of_queue(queue_id, "ready")
-        return [m for m in ready if m.published_at <= published_before][:limit]
+        stale = sorted(
+            (m for m in ready if m.published_at <= published_before),
+            key=lambda m: (m.published_at, m.position),
+        )
+        return sorted(due, key=lambda m: (m.visible_at, m.position))[:limit], stale[:limit]
 
     def count_live(self, queue_id: int) -> int:
         return sum(
@@ -142,10 +145,17 @@ class _MemoryTx:
         future = [m.visible_at for m in self._of_queue(queue_id, "ready") if m.visible_at > now]
         return min(future, default=None)
 
-    def published(self, position: int) -> MessagePublished:
-        event = self._store.events[position - 1].event()
-        assert isinstance(event, MessagePublished)
-        return event
+    def messages(self, message_ids: Sequence[str]) -> dict[str, MessageState]:
+        found = {i: self._store.messages.get(i) for i in message_ids}
+        return {i: m for i, m in found.items() if m is not None}
+
+    def published(self, positions: Sequence[int]) -> dict[int, MessagePublished]:
+        found: dict[int, MessagePublished] = {}
+        for position in positions:
+            event = self._store.events[position - 1].event()
+            assert isinstance(event, MessagePublished)
+            found[position] = event
+        return found
 
     def append(self, event: StoredEvent) -> None:
         if event.position != self.next_position:

@@ -122,9 +122,17 @@ class PostgresConnection:
         with self._conn.cursor() as cursor:
             cursor.executemany(_statement(statement), rows)
 
+    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
+
     def notify(self, channel: str, payload: str) -> None:
         """Sent when the transaction commits, and only if it does."""
         self._conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+    def pipeline(self) -> contextlib.AbstractContextManager[Any]:
+        """Statements inside are sent without waiting for each other's results: one round
+        trip for all of them (their results are read at the end)."""
+        return self._conn.pipeline()
 
 
 class CommitUnknownError(StoreUnavailableError):
@@ -272,9 +280,11 @@ class PostgresEventStore:
             tx = SqlStateTx(conn)
             first = tx.next_position
             result = fn(tx)
-            tx.flush()
-            if tx.next_position > first:  # one NOTIFY per committed batch, not per event
-                conn.notify(HEAD_CHANNEL, head_payload(tx.next_position - 1, tx.queues_touched))
+            with conn.pipeline():  # the rows kept for the end, and the NOTIFY: one round trip
+                tx.flush()
+                if tx.next_position > first:  # one NOTIFY per committed batch, not per event
+                    payload = head_payload(tx.next_position - 1, tx.queues_touched)
+                    conn.notify(HEAD_CHANNEL, payload)
             return result
 
         return await self._writer.transaction(run)

@@ -8,6 +8,7 @@ wake-ups and the translation of driver errors (``sqlite.py``, ``postgres.py``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
 from broker.events import MessagePublished, StoredEvent
@@ -40,6 +41,12 @@ class Sql(Protocol):
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for each of ``rows``."""
+
+    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A condition that ``column`` is one of ``values``, and its parameters: SQLite's
+        ``IN (?, ?, ...)``; PostgreSQL's ``= ANY(?)`` with one array, so that a lookup of any
+        number of values is one statement the server prepares once (a prepared ``IN`` of 30
+        placeholders was planned as a scan of the whole table)."""
 
 
 class Database(Protocol):
@@ -122,10 +129,10 @@ def read_positions(conn: Sql, positions: Sequence[int]) -> list[StoredEvent]:
     wanted = sorted(set(positions))
     found: list[StoredEvent] = []
     for start in range(0, len(wanted), _MAX_PARAMS):
-        chunk = wanted[start : start + _MAX_PARAMS]
-        marks = ",".join("?" * len(chunk))
-        sql = f"{EVENTS.select} WHERE position IN ({marks}) ORDER BY position"
-        found += EVENTS.load_all(conn.query(sql, chunk))
+        where, params = conn.one_of("position", wanted[start : start + _MAX_PARAMS])
+        found += EVENTS.load_all(
+            conn.query(f"{EVENTS.select} WHERE {where} ORDER BY position", params)
+        )
     return found
 
 
@@ -140,6 +147,46 @@ def head(conn: Sql) -> int:
 
 
 # ---- the write-side state, inside the writer's transaction ---------------------------------
+
+# "+visible_at" keeps that term off the index: SQLite would otherwise pick the (queue_id,
+# status, visible_at) index and sort every ready message by position (10 ms at 100k ready);
+# walking (queue_id, status, position) stops after the limit.
+_RECEIVABLE: Final = (
+    "SELECT "
+    + ", ".join(f"m.{c}" for c in MESSAGES.columns)
+    + ", "
+    + ", ".join(f"e.{c}" for c in EVENTS.columns)
+    # LEFT: a message published in this same transaction has its event still kept here
+    + " FROM broker_messages m LEFT JOIN events e ON e.position = m.position"
+    " WHERE m.queue_id = ? AND m.status = 'ready' AND +m.visible_at <= ?"
+    " ORDER BY m.position LIMIT ?"
+)
+
+# Due lease ends and retention expiries in one round trip: each part limited in a subquery of
+# its own (which both dialects allow in a UNION ALL), the whole put in order once more (no
+# dialect promises to keep a subquery's order through a UNION).
+_DUE: Final = (
+    f"SELECT part, {MESSAGES.column_list} FROM ("
+    f"SELECT 0 AS part, * FROM ({MESSAGES.select} WHERE queue_id = ? AND status = 'leased'"
+    " AND visible_at <= ? ORDER BY visible_at, position LIMIT ?) AS due"
+    f" UNION ALL SELECT 1 AS part, * FROM ({MESSAGES.select} WHERE queue_id = ?"
+    " AND status = 'ready' AND published_at <= ? ORDER BY published_at, position LIMIT ?) AS stale"
+    ") AS found ORDER BY part, CASE WHEN part = 0 THEN visible_at ELSE published_at END, position"
+)
+
+
+_PREFETCH: Final = 64
+"""How many candidates the first receive of a queue in a batch reads."""
+
+
+@dataclass
+class _Candidates:
+    """Ready messages of one queue read in this transaction, by position, at time ``now``;
+    ``complete``: there were no more."""
+
+    now: int
+    rows: list[MessageState]
+    complete: bool
 
 
 class SqlStateTx:
@@ -158,6 +205,15 @@ class SqlStateTx:
         self._appended: dict[int, StoredEvent] = {}
         self._queues_by_name: dict[str, QueueState | None] = {}
         self._messages_written: dict[str, MessageState] = {}
+        self._messages_read: dict[str, MessageState] = {}
+        self._bodies: dict[int, StoredEvent] = {}
+        """message.published events read with their messages (by ``receivable``)."""
+        self._candidates: dict[int, _Candidates] = {}
+        self._made_ready: dict[int, set[str]] = {}
+        self._next_visible: dict[int, tuple[int, int | None]] = {}
+        """Rows this transaction has read, so that folding the events about them (a lease
+        for each message received) does not read each one again: on a database across the
+        network a round trip per message would dominate the batch."""
         self.queues_touched: set[str] = set()
         """The queues of the events appended, for the adapter's commit notification."""
 
@@ -179,11 +235,16 @@ class SqlStateTx:
         return QUEUES.load_all(self._conn.query(f"{QUEUES.select} WHERE NOT deleted ORDER BY name"))
 
     def message(self, message_id: str) -> MessageState | None:
-        written = self._messages_written.get(message_id)
-        if written is not None:
-            return written
+        known = self._messages_written.get(message_id) or self._messages_read.get(message_id)
+        if known is not None:
+            return known
         rows = self._conn.query(f"{MESSAGES.select} WHERE message_id = ?", [message_id])
-        return MESSAGES.load(rows[0]) if rows else None
+        return self._remember(MESSAGES.load_all(rows))[0] if rows else None
+
+    def _remember(self, rows: list[MessageState]) -> list[MessageState]:
+        for row in rows:
+            self._messages_read[row.message_id] = row
+        return rows
 
     def dedup(self, queue_id: int, dedup_id: str) -> DedupEntry | None:
         rows = self._conn.query(
@@ -193,30 +254,79 @@ class SqlStateTx:
 
     def _messages(self, where: str, params: Sequence[Any]) -> list[MessageState]:
         self._write_messages()
-        return MESSAGES.load_all(self._conn.query(f"{MESSAGES.select} WHERE {where}", params))
+        rows = self._conn.query(f"{MESSAGES.select} WHERE {where}", params)
+        return self._remember(MESSAGES.load_all(rows))
 
     def receivable(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
-        # "+visible_at" keeps that term off the index: SQLite would otherwise pick the
-        # (queue_id, status, visible_at) index and sort every ready message by position
-        # (10 ms at 100k ready); walking (queue_id, status, position) stops after `limit`.
-        return self._messages(
-            "queue_id = ? AND status = 'ready' AND +visible_at <= ? ORDER BY position LIMIT ?",
-            [queue_id, now, limit],
+        """The first ``limit`` ready messages, by position.
+
+        A batch often holds many receives of one queue (every consumer's): the first one
+        reads more candidates than it needs, and the next ones take theirs from what is left,
+        as long as that is still the head of the queue. What the batch itself made ready (a
+        publish, a nack, an expiry) joins them; a message it leased leaves. Only when the
+        candidates left could be overtaken by rows not yet read does it read again (twice as
+        many). On PostgreSQL that is one round trip for the batch's receives, not one each."""
+        cache = self._candidates.get(queue_id)
+        if cache is not None and cache.now == now:
+            found = self._usable(queue_id, cache, now, limit)
+            if found is not None:
+                return found
+            want = max(limit, 2 * len(cache.rows))
+        else:
+            want = max(limit, _PREFETCH)
+        self._write_messages()
+        # With each message its message.published event (its body, which a delivery carries),
+        # in the same round trip.
+        rows = self._conn.query(_RECEIVABLE, [queue_id, now, want])
+        width = len(MESSAGES.columns)
+        for row in rows:
+            if row[width] is not None:
+                self._bodies[row[2]] = EVENTS.load(row[width:])
+        loaded = self._remember([MESSAGES.load(row[:width]) for row in rows])
+        cache = _Candidates(now, loaded, complete=len(loaded) < want)
+        self._candidates[queue_id] = cache
+        self._made_ready.pop(queue_id, None)  # the query saw them
+        found = self._usable(queue_id, cache, now, limit)
+        assert found is not None
+        return found
+
+    def _usable(
+        self, queue_id: int, cache: _Candidates, now: int, limit: int
+    ) -> list[MessageState] | None:
+        """The first ``limit`` ready messages as far as the cache can tell, or None if rows it
+        never read might come before them."""
+        latest: dict[str, MessageState] = {}
+        for row in cache.rows:
+            latest[row.message_id] = self._latest(row)
+        for message_id in self._made_ready.get(queue_id, ()):
+            state = self._messages_written.get(message_id) or self._messages_read[message_id]
+            latest[message_id] = state
+        ready = sorted(
+            (m for m in latest.values() if m.status == "ready" and m.visible_at <= now),
+            key=lambda m: m.position,
+        )
+        if not cache.complete:
+            horizon = cache.rows[-1].position if cache.rows else 0
+            ready = [m for m in ready if m.position <= horizon]
+            if len(ready) < limit:
+                return None
+        return ready[:limit]
+
+    def _latest(self, row: MessageState) -> MessageState:
+        return (
+            self._messages_written.get(row.message_id)
+            or self._messages_read.get(row.message_id)
+            or row
         )
 
-    def due_leases(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
-        return self._messages(
-            "queue_id = ? AND status = 'leased' AND visible_at <= ?"
-            " ORDER BY visible_at, position LIMIT ?",
-            [queue_id, now, limit],
-        )
-
-    def expired_ready(self, queue_id: int, published_before: int, limit: int) -> list[MessageState]:
-        return self._messages(
-            "queue_id = ? AND status = 'ready' AND published_at <= ?"
-            " ORDER BY published_at, position LIMIT ?",
-            [queue_id, published_before, limit],
-        )
+    def due(
+        self, queue_id: int, now: int, published_before: int, limit: int
+    ) -> tuple[list[MessageState], list[MessageState]]:
+        self._write_messages()
+        rows = self._conn.query(_DUE, [queue_id, now, limit, queue_id, published_before, limit])
+        leases = self._remember([MESSAGES.load(row[1:]) for row in rows if row[0] == 0])
+        stale = self._remember([MESSAGES.load(row[1:]) for row in rows if row[0] == 1])
+        return leases, stale
 
     def count_live(self, queue_id: int) -> int:
         self._write_messages()
@@ -228,25 +338,46 @@ class SqlStateTx:
         return int(rows[0][0])
 
     def next_visible_at(self, queue_id: int, now: int) -> int | None:
+        # Asked by every receive that found nothing, and the same for all of a batch's (which
+        # share one now) until a message of the queue becomes ready again.
+        known = self._next_visible.get(queue_id)
+        if known is not None and known[0] == now:
+            return known[1]
         self._write_messages()
         rows = self._conn.query(
             "SELECT MIN(visible_at) FROM broker_messages"
             " WHERE queue_id = ? AND status = 'ready' AND visible_at > ?",
             [queue_id, now],
         )
-        return None if rows[0][0] is None else int(rows[0][0])
+        found = None if rows[0][0] is None else int(rows[0][0])
+        self._next_visible[queue_id] = (now, found)
+        return found
 
-    def published(self, position: int) -> MessagePublished:
-        stored = self._appended.get(position)
-        if stored is None:
-            found = self._conn.query(f"{EVENTS.select} WHERE position = ?", [position])
-            if not found:
-                raise LookupError(f"no event at position {position}")
-            stored = EVENTS.load(found[0])
-        event = stored.event()
-        if not isinstance(event, MessagePublished):
-            raise LookupError(f"event {position} is {event.__class__.__name__}")
-        return event
+    def messages(self, message_ids: Sequence[str]) -> dict[str, MessageState]:
+        found: dict[str, MessageState] = {}
+        for message_id in message_ids:
+            known = self._messages_written.get(message_id) or self._messages_read.get(message_id)
+            if known is not None:
+                found[message_id] = known
+        wanted = sorted({i for i in message_ids if i not in found})
+        for start in range(0, len(wanted), _MAX_PARAMS):
+            where, params = self._conn.one_of("message_id", wanted[start : start + _MAX_PARAMS])
+            rows = self._conn.query(f"{MESSAGES.select} WHERE {where}", params)
+            found.update((m.message_id, m) for m in self._remember(MESSAGES.load_all(rows)))
+        return found
+
+    def published(self, positions: Sequence[int]) -> dict[int, MessagePublished]:
+        stored = {p: e for p in positions if (e := self._appended.get(p) or self._bodies.get(p))}
+        missing = [p for p in positions if p not in stored]
+        if missing:
+            stored.update((e.position, e) for e in read_positions(self._conn, missing))
+        found: dict[int, MessagePublished] = {}
+        for position in positions:
+            event = stored[position].event() if position in stored else None
+            if not isinstance(event, MessagePublished):
+                raise LookupError(f"no message.published event at position {position}")
+            found[position] = event
+        return found
 
     def append(self, event: StoredEvent) -> None:
         if event.position != self._next:
@@ -265,10 +396,17 @@ class SqlStateTx:
                     self._conn.execute(QUEUES.upsert, QUEUES.values(queue))
                 case PutMessage(message):
                     self._messages_written[message.message_id] = message
+                    if message.status == "ready":
+                        self._made_ready.setdefault(message.queue_id, set()).add(message.message_id)
+                        self._next_visible.pop(message.queue_id, None)
                 case PutDedup(entry):
                     self._conn.execute(DEDUP.upsert, DEDUP.values(entry))
                 case PurgeMessages(queue_id, position):
                     self._write_messages()
+                    self._messages_read.clear()  # the UPDATE below changes rows read before
+                    self._candidates.pop(queue_id, None)
+                    self._made_ready.pop(queue_id, None)
+                    self._next_visible.pop(queue_id, None)
                     self._conn.execute(
                         "UPDATE broker_messages SET status = 'purged' WHERE queue_id = ?"
                         " AND status IN ('ready', 'leased') AND position < ?",
@@ -290,4 +428,5 @@ class SqlStateTx:
             self._conn.executemany(
                 MESSAGES.upsert, [MESSAGES.values(m) for m in self._messages_written.values()]
             )
+            self._messages_read.update(self._messages_written)
             self._messages_written.clear()

@@ -150,6 +150,9 @@ class SqliteConnection:
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(statement, rows)
 
+    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
 
 class SqliteDatabase:
     """One SQLite file: a writer connection and a reader connection, each on a thread of its

@@ -120,9 +120,8 @@ def _load_messages(conn: Sql, ids: set[str]) -> dict[str, MessageViewRow]:
     wanted = sorted(ids)
     found: dict[str, MessageViewRow] = {}
     for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        sql = f"{MESSAGE_VIEWS.select} WHERE message_id IN ({marks})"
-        for row in MESSAGE_VIEWS.load_all(conn.query(sql, chunk)):
+        where, params = conn.one_of("message_id", wanted[start : start + _CHUNK])
+        sql = f"{MESSAGE_VIEWS.select} WHERE {where}"
+        for row in MESSAGE_VIEWS.load_all(conn.query(sql, params)):
             found[row.message_id] = row
     return found

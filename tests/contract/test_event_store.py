@@ -4,22 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sqlite3
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from broker.commands import CreateQueue, PublishMessages, QueueSettings
-from broker.decide import Context, decide
+from broker.commands import (
+    AckEntry,
+    AckMessages,
+    AnyCommand,
+    CreateQueue,
+    NackMessage,
+    PublishMessages,
+    QueueSettings,
+    ReceiveMessages,
+)
+from broker.decide import AckReply, Context, ReceiveReply, decide
 from broker.errors import StoreUnavailableError
 from broker.ports import EventStore
 from broker.state import StateTx
 from broker.store.memory import MemoryEventStore
 from broker.store.postgres import PostgresEventStore
 from broker.store.sqlite import SqliteEventStore
-from broker.writer import record
+from broker.writer import apply_batch, record
 from tests.helpers import START, Counter, fresh_database, message
 from tests.postgres import drop
 from tests.postgres import fresh_database as fresh_postgres
@@ -245,3 +259,127 @@ class TestPostgresStore(EventStoreContract):
         positions = [e.position for e in await store.read(0, 100_000)]
         assert positions == list(range(1, 1 + 1 + 4 * 25 * 3))
         assert reads > 10  # the reader really ran while they committed
+
+
+_STEP = st.one_of(
+    st.tuples(st.just("publish"), st.integers(1, 5), st.sampled_from([0, 0, 5])),
+    st.tuples(st.just("receive"), st.integers(1, 12)),
+    st.tuples(st.just("ack"), st.integers(0, 30)),
+    st.tuples(st.just("nack"), st.integers(0, 30), st.sampled_from([0, 5])),
+)
+
+
+def _commands(script: list[tuple[Any, ...]], leases: list[tuple[str, str]]) -> list[AnyCommand]:
+    commands: list[AnyCommand] = []
+    for step in script:
+        match step:
+            case ("publish", count, delay):
+                messages = tuple(message(i, delay_s=delay) for i in range(count))
+                commands.append(PublishMessages(queue="a", messages=messages))
+            case ("receive", count):
+                commands.append(ReceiveMessages(queue="a", max_messages=count))
+            case ("ack", index) if leases:
+                mid, receipt = leases[index % len(leases)]
+                entry = AckEntry(message_id=mid, receipt=receipt)
+                commands.append(AckMessages(queue="a", entries=(entry,)))
+            case ("nack", index, delay) if leases:
+                mid, receipt = leases[index % len(leases)]
+                commands.append(
+                    NackMessage(queue="a", message_id=mid, receipt=receipt, delay_s=delay)
+                )
+    return commands
+
+
+class BatchContract:
+    """What a store keeps for itself inside a transaction (rows it read, candidates for the
+    next receive) must never change a decision: a batch of commands decides exactly as the
+    same commands would, one after the other, on the plain in-memory store."""
+
+    async def make_store(self) -> tuple[EventStore, Callable[[], None]]:
+        raise NotImplementedError
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(rounds=st.lists(st.lists(_STEP, min_size=1, max_size=12), min_size=1, max_size=5))
+    def test_a_batch_decides_like_one_command_after_another(
+        self, rounds: list[list[tuple[Any, ...]]]
+    ) -> None:
+        asyncio.run(self._compare(rounds))
+
+    async def _compare(self, rounds: list[list[tuple[Any, ...]]]) -> None:
+        store, done = await self.make_store()
+        reference = MemoryEventStore()
+        ids = Counter("m")
+        try:
+            for target in (store, reference):
+                await target.transact(_create("a"))
+            leases: list[tuple[str, str]] = []
+            for script in rounds:
+                commands = _commands(script, leases)
+                batch = await _run(store, commands, Context(START, ids, Counter("r")))
+                alone = Context(START, ids, Counter("r"))
+                one_by_one = [(await _run(reference, [c], alone)).outcomes[0] for c in commands]
+                assert [_said(o) for o in batch.outcomes] == [_said(o) for o in one_by_one]
+                for outcome in batch.outcomes:
+                    if isinstance(outcome, ReceiveReply):
+                        leases += [(m.id, m.receipt) for m in outcome.messages]
+            assert [e.type for e in await store.read(0, 10_000)] == [
+                e.type for e in await reference.read(0, 10_000)
+            ]
+        finally:
+            await store.close()
+            done()
+
+    async def test_a_long_batch_never_serves_a_new_message_before_older_unread_ones(
+        self,
+    ) -> None:
+        """More receives in one batch than the first read of candidates covers, with a publish
+        among them: the new message must wait for every older one."""
+        store, done = await self.make_store()
+        try:
+            await store.transact(_create("a"))
+            await store.transact(_publish("a", 100))
+            commands: list[AnyCommand] = [
+                ReceiveMessages(queue="a", max_messages=60),
+                PublishMessages(queue="a", messages=(message("new"),)),
+                ReceiveMessages(queue="a", max_messages=5),
+                ReceiveMessages(queue="a", max_messages=10),
+            ]
+            ctx = Context(now=START, new_id=Counter("m"), new_receipt=Counter("r"))
+            batch = await store.transact(lambda tx: apply_batch(tx, commands, ctx))
+            first, _, second, third = batch.outcomes
+            assert isinstance(first, ReceiveReply) and isinstance(second, ReceiveReply)
+            assert isinstance(third, ReceiveReply)
+            assert [m.position for m in first.messages] == list(range(2, 62))
+            assert [m.position for m in second.messages] == list(range(62, 67))
+            assert [m.position for m in third.messages] == list(range(67, 77))
+        finally:
+            await store.close()
+            done()
+
+
+async def _run(store: EventStore, commands: list[AnyCommand], ctx: Context) -> Any:
+    return await store.transact(lambda tx: apply_batch(tx, commands, ctx))
+
+
+def _said(outcome: object) -> object:
+    if isinstance(outcome, ReceiveReply):
+        return ("received", [m.id for m in outcome.messages])
+    if isinstance(outcome, AckReply):
+        return ("acked", outcome.results)
+    return type(outcome).__name__
+
+
+class TestSqliteBatches(BatchContract):
+    async def make_store(self) -> tuple[EventStore, Callable[[], None]]:
+        directory = Path(tempfile.mkdtemp(prefix="cairn-batch-"))
+        store = SqliteEventStore(str(fresh_database(directory)))
+        await store.open()
+        return store, lambda: shutil.rmtree(directory, ignore_errors=True)
+
+
+class TestPostgresBatches(BatchContract):
+    async def make_store(self) -> tuple[EventStore, Callable[[], None]]:
+        url = fresh_postgres()
+        store = PostgresEventStore(url)
+        await store.open()
+        return store, lambda: drop(url)
