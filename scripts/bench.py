@@ -11,7 +11,10 @@ by the same uvicorn with the same settings. Runs alternate baseline, Cairn, base
 Load comes from wrk. Afterwards the log is counted: every publish wrk saw answered 201 must be
 stored, and at most one in flight per connection may be stored without an answer.
 
+  P1-P4  publish (1 node, 2 nodes of one broker), batch, receive + ack on PostgreSQL
+
 Usage: scripts/bench.py [--seconds 5] [--rounds 2] [--connections 64]
+                        [--only sqlite,redis,postgres] [--postgres ADMIN_URL]
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Server:
     process: subprocess.Popen[bytes]
     url: str
     database: Path | None
+    database_url: str | None = None
 
 
 def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -116,7 +120,9 @@ def baseline(workers: int, app: str = "scripts.baseline_app:app") -> Iterator[Se
 
 
 @contextlib.contextmanager
-def cairn(workers: int, *extra: str) -> Iterator[Server]:
+def cairn(workers: int, *extra: str, database_url: str | None = None) -> Iterator[Server]:
+    """``cairn serve`` on a fresh SQLite store, or on ``database_url`` (PostgreSQL; several
+    launches on one URL are the nodes of one broker)."""
     directory = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
     database = directory / "bench.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
@@ -130,17 +136,35 @@ def cairn(workers: int, *extra: str) -> Iterator[Server]:
         "--workers",
         str(workers),
         "--database-url",
-        f"sqlite:///{database}",
+        database_url or f"sqlite:///{database}",
         "--log-file",
         str(directory / "cairn.log"),
         *extra,
     ]
     try:
-        with _running(args, database, env=env) as server:
-            httpx.post(f"{server.url}/v1/queues", json={"name": "bench"}).raise_for_status()
+        with _running(args, None if database_url else database, env=env) as server:
+            server.database_url = database_url
+            created = httpx.post(f"{server.url}/v1/queues", json={"name": "bench"})
+            if created.status_code != 409:  # a second node of the same broker finds it there
+                created.raise_for_status()
             yield server
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of ``admin_url``, dropped afterwards."""
+    import psycopg
+
+    name = f"cairn_bench_{os.urandom(4).hex()}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -206,17 +230,26 @@ def _latency(out: str, percentile: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def stored_publishes(database: Path) -> int:
-    with contextlib.closing(sqlite3.connect(database)) as conn:
-        row = conn.execute(
-            "SELECT COUNT(*) FROM events WHERE type = 'message.published' AND queue = 'bench'"
-        ).fetchone()
+_COUNT_PUBLISHED = (
+    "SELECT COUNT(*) FROM events WHERE type = 'message.published' AND queue = 'bench'"
+)
+
+
+def stored_publishes(server: Server) -> int:
+    if server.database_url is not None:
+        import psycopg
+
+        with psycopg.connect(server.database_url) as pg:
+            found = pg.execute(_COUNT_PUBLISHED).fetchone()
+        return int(found[0]) if found else 0
+    assert server.database is not None
+    with contextlib.closing(sqlite3.connect(server.database)) as conn:
+        row = conn.execute(_COUNT_PUBLISHED).fetchone()
     return int(row[0])
 
 
 def check_stored(server: Server, answered: int, connections: int, per_request: int) -> str:
-    assert server.database is not None
-    stored = stored_publishes(server.database)
+    stored = stored_publishes(server)
     slack = connections * per_request
     if not answered * per_request <= stored <= answered * per_request + slack:
         raise SystemExit(
@@ -233,28 +266,83 @@ def watch_lag(url: str, stop: threading.Event, lags: list[int]) -> None:
             stop.wait(0.2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
-    args = parser.parse_args()
-    ensure_wrk()
-    c = args.connections
-    publish_path = "/v1/queues/bench/messages"
+def postgres_rows(
+    admin_url: str, seconds: int, connections: int, publish_path: str
+) -> list[tuple[str, str, str, str, str]]:
+    """Targets 1 to 3 again with the store on PostgreSQL, on one node and on two nodes of one
+    broker (two ``cairn serve`` on one database, each loaded by half of the connections)."""
     rows: list[tuple[str, str, str, str, str]] = []
+    with postgres_database(admin_url) as url, cairn(1, database_url=url) as node:
+        one = wrk(node.url + publish_path, "publish.lua", seconds, connections)
+        check = check_stored(node, one.requests - one.errors, connections, 1)
+        rows.append(
+            (
+                "P1. publish on PostgreSQL, 1 node",
+                f"{one.per_s:,.0f} req/s (p50 {one.p50_ms:.1f} ms, p99 {one.p99_ms:.1f} ms)",
+                "",
+                "",
+                check,
+            )
+        )
+        print(*rows[-1], sep=" | ", flush=True)
+    with (
+        postgres_database(admin_url) as url,
+        cairn(1, database_url=url) as a,
+        cairn(1, database_url=url) as b,
+    ):
+        runs: list[Run] = []
+        loads = [
+            threading.Thread(
+                target=lambda n=n: runs.append(
+                    wrk(n.url + publish_path, "publish.lua", seconds, connections // 2)
+                )
+            )
+            for n in (a, b)
+        ]
+        for load in loads:
+            load.start()
+        for load in loads:
+            load.join()
+        answered = sum(r.requests - r.errors for r in runs)
+        check = check_stored(a, answered, connections, 1)
+        rate = sum(r.per_s for r in runs)
+        rows.append(
+            (
+                "P2. publish on PostgreSQL, 2 nodes",
+                f"{rate:,.0f} req/s (p99 {max(r.p99_ms for r in runs):.1f} ms)",
+                f"1 node {one.per_s:,.0f} req/s",
+                f"{rate / one.per_s:.2f}x",
+                check,
+            )
+        )
+        print(*rows[-1], sep=" | ", flush=True)
+    with postgres_database(admin_url) as url, cairn(1, database_url=url) as node:
+        batch = wrk(node.url + publish_path + "/batch", "batch.lua", seconds, connections)
+        check = check_stored(node, batch.requests - batch.errors, connections, 100)
+        cycle = wrk(node.url + "/v1/queues/bench/receive", "consume.lua", seconds, connections)
+        rows.append(
+            ("P3. batch publish on PostgreSQL", f"{100 * batch.per_s:,.0f} msg/s", "", "", check)
+        )
+        print(*rows[-1], sep=" | ", flush=True)
+        acked = cycle.extra.get("acked", 0.0) / seconds
+        rows.append(("P4. receive + ack on PostgreSQL", f"{acked:,.0f} msg/s", "", "", ""))
+        print(*rows[-1], sep=" | ", flush=True)
+    return rows
 
+
+def sqlite_rows(
+    seconds: int, rounds: int, c: int, publish_path: str
+) -> list[tuple[str, str, str, str, str]]:
+    """Targets 1 to 3 on the embedded SQLite store, against the bare-Starlette baseline."""
+    rows: list[tuple[str, str, str, str, str]] = []
     publish_rate: dict[int, float] = {}
     for workers in (1, 2):
         base_runs, cairn_runs = [], []
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             with baseline(workers) as b:
-                base_runs.append(wrk(b.url + publish_path, "publish.lua", args.seconds, c))
+                base_runs.append(wrk(b.url + publish_path, "publish.lua", seconds, c))
             with cairn(workers) as s:
-                run = wrk(s.url + publish_path, "publish.lua", args.seconds, c)
+                run = wrk(s.url + publish_path, "publish.lua", seconds, c)
                 check = check_stored(s, run.requests - run.errors, c, 1)
                 if run.errors:
                     raise SystemExit(f"{run.errors} publishes failed")
@@ -276,15 +364,15 @@ def main() -> None:
         print(*rows[-1], sep=" | ", flush=True)
 
     batch_base, batch_cairn = [], []
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         with baseline(1) as b:
-            batch_base.append(wrk(b.url + publish_path + "/batch", "batch.lua", args.seconds, c))
+            batch_base.append(wrk(b.url + publish_path + "/batch", "batch.lua", seconds, c))
         with cairn(1) as s:
-            run = wrk(s.url + publish_path + "/batch", "batch.lua", args.seconds, c)
+            run = wrk(s.url + publish_path + "/batch", "batch.lua", seconds, c)
             check = check_stored(s, run.requests - run.errors, c, 100)
             batch_cairn.append(run)
             # 3: consume what was just published, with receive + batch ack.
-            cycle = wrk(s.url + "/v1/queues/bench/receive", "consume.lua", args.seconds, c)
+            cycle = wrk(s.url + "/v1/queues/bench/receive", "consume.lua", seconds, c)
     b_rate = 100 * statistics.mean(r.per_s for r in batch_base)
     s_rate = 100 * statistics.mean(r.per_s for r in batch_cairn)
     rows.append(
@@ -297,7 +385,7 @@ def main() -> None:
         )
     )
     print(*rows[-1], sep=" | ", flush=True)
-    acked = cycle.extra.get("acked", 0.0) / args.seconds
+    acked = cycle.extra.get("acked", 0.0) / seconds
     rows.append(
         (
             "3. receive + ack (max 10)",
@@ -309,29 +397,67 @@ def main() -> None:
     )
     print(*rows[-1], sep=" | ", flush=True)
 
+    return rows
+
+
+def redis_row(
+    redis_url: str, seconds: int, c: int, publish_path: str
+) -> tuple[str, str, str, str, str]:
+    """Target 4: publishing with the Redis Streams projector on; its lag must stay bounded."""
     import redis
 
-    redis.Redis.from_url(args.redis_url).flushdb()
-    with cairn(1, "--redis-url", args.redis_url) as s:
+    redis.Redis.from_url(redis_url).flushdb()
+    with cairn(1, "--redis-url", redis_url) as s:
         stop, lags = threading.Event(), []
         watcher = threading.Thread(target=watch_lag, args=(s.url, stop, lags))
         watcher.start()
-        run = wrk(s.url + publish_path, "publish.lua", args.seconds, c)
+        run = wrk(s.url + publish_path, "publish.lua", seconds, c)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (not lags or lags[-1] != 0):
             time.sleep(0.1)
         stop.set()
         watcher.join()
-    rows.append(
-        (
-            "4. publish with Redis Streams",
-            f"{run.per_s:,.0f} req/s",
-            f"max lag {max(lags):,} events",
-            f"final lag {lags[-1]}",
-            "lag stays bounded",
-        )
+    row = (
+        "4. publish with Redis Streams",
+        f"{run.per_s:,.0f} req/s",
+        f"max lag {max(lags):,} events",
+        f"final lag {lags[-1]}",
+        "lag stays bounded",
     )
-    print(*rows[-1], sep=" | ", flush=True)
+    print(*row, sep=" | ", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL server to create the benchmark's databases on (its admin URL)",
+    )
+    parser.add_argument(
+        "--only", default="sqlite,redis,postgres", help="sections: sqlite, redis, postgres"
+    )
+    args = parser.parse_args()
+    ensure_wrk()
+    c = args.connections
+    publish_path = "/v1/queues/bench/messages"
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    sections = args.only.split(",")
+    if "sqlite" in sections:
+        rows += sqlite_rows(args.seconds, args.rounds, c, publish_path)
+    if "postgres" in sections:
+        rows += postgres_rows(args.postgres, args.seconds, c, publish_path)
+
+    if "redis" in sections:
+        rows.append(redis_row(args.redis_url, args.seconds, c, publish_path))
 
     print("\n| target | Cairn | baseline / reference | ratio | goal |")
     print("|---|---|---|---|---|")

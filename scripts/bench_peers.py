@@ -5,6 +5,7 @@ acknowledge them. Prints messages/s end to end (first publish to last ack) and t
 a message's publish to its delivery (p50/p99).
 
   cairn       cairn serve on SQLite, --durability full (every 2xx fsynced)
+  cairn-pg    cairn serve on the same PostgreSQL as the postgres peer (--cairn-nodes N nodes)
   rabbitmq    durable queue, persistent messages, publisher confirms, manual acks (prefetch 10)
   postgres    a queue table: INSERT; UPDATE ... FOR UPDATE SKIP LOCKED to lease 10, then DELETE
               (the pgmq pattern); synchronous_commit on
@@ -14,8 +15,8 @@ a message's publish to its delivery (p50/p99).
 Clients are Python asyncio in one process with each system's own async driver; for Cairn a
 minimal keep-alive HTTP/1.1 client, so that no peer pays for a heavier client than another.
 
-Usage: scripts/bench_peers.py [--messages 20000] [--only cairn,rabbitmq,postgres,redis]
-                              [--cairn-workers 1]
+Usage: scripts/bench_peers.py [--messages 20000] [--only cairn,cairn-pg,rabbitmq,postgres,redis]
+                              [--cairn-workers 1] [--cairn-nodes 1]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.bench import cairn  # the same server launcher as bench.py
+from scripts.bench import cairn, postgres_database  # the same launchers as bench.py
 
 PRODUCERS = 32
 CONSUMERS = 32
@@ -125,47 +126,66 @@ class Http:
 
 
 CAIRN_WORKERS = [1]
+CAIRN_NODES = [1]
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 async def bench_cairn(total: int) -> dict[str, float]:
     with cairn(CAIRN_WORKERS[0]) as server:
-        port = int(server.url.rsplit(":", 1)[1])
-        producers = [Http(port) for _ in range(PRODUCERS)]
-        idle = list(producers)
+        return await _drive_cairn(total, [int(server.url.rsplit(":", 1)[1])])
 
-        async def publish() -> None:
-            client = idle.pop()
-            try:
-                payload = b'{"body": %s}' % body()
-                status, _ = await client.post("/v1/queues/bench/messages", payload)
-                assert status == 201, status
-            finally:
-                idle.append(client)
 
-        async def consume(tally: Tally) -> None:
-            client = Http(port)
-            try:
-                while not tally.done.is_set():
-                    _, answer = await client.post(
-                        "/v1/queues/bench/receive", b'{"max_messages": 10, "wait_s": 1}'
-                    )
-                    messages = json.loads(answer)["messages"]
-                    if not messages:
-                        continue
-                    tally.received([json.dumps(m["body"]).encode() for m in messages])
-                    acks = [{"id": m["id"], "receipt": m["receipt"]} for m in messages]
-                    _, answer = await client.post(
-                        "/v1/queues/bench/ack", json.dumps({"acks": acks}).encode()
-                    )
-                    tally.ack(sum(r["status"] == 204 for r in json.loads(answer)["results"]))
-            finally:
-                await client.close()
+async def bench_cairn_postgres(total: int) -> dict[str, float]:
+    """Cairn with its store on the same PostgreSQL as the SKIP LOCKED peer, on
+    ``--cairn-nodes`` nodes of one broker (the clients spread over them)."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_database(POSTGRES_ADMIN))
+        servers = [
+            stack.enter_context(cairn(CAIRN_WORKERS[0], database_url=url))
+            for _ in range(CAIRN_NODES[0])
+        ]
+        return await _drive_cairn(total, [int(s.url.rsplit(":", 1)[1]) for s in servers])
 
+
+async def _drive_cairn(total: int, ports: list[int]) -> dict[str, float]:
+    producers = [Http(ports[i % len(ports)]) for i in range(PRODUCERS)]
+    idle = list(producers)
+
+    async def publish() -> None:
+        client = idle.pop()
         try:
-            return await drive(total, publish, consume)
+            payload = b'{"body": %s}' % body()
+            status, _ = await client.post("/v1/queues/bench/messages", payload)
+            assert status == 201, status
         finally:
-            for client in producers:
-                await client.close()
+            idle.append(client)
+
+    consumers = iter(range(CONSUMERS))
+
+    async def consume(tally: Tally) -> None:
+        client = Http(ports[next(consumers) % len(ports)])
+        try:
+            while not tally.done.is_set():
+                _, answer = await client.post(
+                    "/v1/queues/bench/receive", b'{"max_messages": 10, "wait_s": 1}'
+                )
+                messages = json.loads(answer)["messages"]
+                if not messages:
+                    continue
+                tally.received([json.dumps(m["body"]).encode() for m in messages])
+                acks = [{"id": m["id"], "receipt": m["receipt"]} for m in messages]
+                _, answer = await client.post(
+                    "/v1/queues/bench/ack", json.dumps({"acks": acks}).encode()
+                )
+                tally.ack(sum(r["status"] == 204 for r in json.loads(answer)["results"]))
+        finally:
+            await client.close()
+
+    try:
+        return await drive(total, publish, consume)
+    finally:
+        for client in producers:
+            await client.close()
 
 
 async def bench_rabbitmq(total: int) -> dict[str, float]:
@@ -277,6 +297,7 @@ async def bench_redis(total: int) -> dict[str, float]:
 
 SYSTEMS = {
     "cairn": ("yes (fsync per commit)", bench_cairn),
+    "cairn-pg": ("yes (synchronous_commit)", bench_cairn_postgres),
     "rabbitmq": ("yes (confirms, persistent)", bench_rabbitmq),
     "postgres": ("yes (synchronous_commit)", bench_postgres),
     "redis": ("no (this Redis keeps no disk)", bench_redis),
@@ -290,8 +311,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--only", default=",".join(SYSTEMS))
     parser.add_argument("--cairn-workers", type=int, default=1)
+    parser.add_argument("--cairn-nodes", type=int, default=1, help="nodes for cairn-pg")
     args = parser.parse_args()
     CAIRN_WORKERS[0] = args.cairn_workers
+    CAIRN_NODES[0] = args.cairn_nodes
     total = args.messages - args.messages % PRODUCERS
     print(f"{total:,} messages, {PRODUCERS} producers, {CONSUMERS} consumers\n")
     print("| system | durable | messages/s | p50 latency | p99 latency |")
