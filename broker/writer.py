@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from broker.ports import Clock, EventStore, system_clock
 from broker.state import StateTx, evolve
 
 log = structlog.get_logger(component="cairn.writer")
+
+FAILING_FOR_S = 5.0
 
 
 @dataclass(slots=True)
@@ -139,9 +142,16 @@ class Writer:
         self._last_now: datetime | None = None
         self._listeners: list[Callable[[Commit], None]] = []
         self._accepting = False
-        self.failing: str | None = None
-        """Why the last transaction failed, until one commits again (readiness says so: a full
-        disk leaves reads working while every command is refused)."""
+        self._failure: tuple[float, str] | None = None
+
+    @property
+    def failing(self) -> str | None:
+        """Why the store refused a transaction in the last few seconds, if it did (readiness
+        says so: a full disk leaves reads working while commands are refused, and even then
+        one may get through now and then, so one success does not clear it)."""
+        if self._failure is None or time.monotonic() - self._failure[0] > FAILING_FOR_S:
+            return None
+        return self._failure[1]
 
     def on_commit(self, listener: Callable[[Commit], None]) -> None:
         self._listeners.append(listener)
@@ -215,14 +225,12 @@ class Writer:
                 else StoreUnavailableError(f"the event store failed: {error}")
             )
             if isinstance(failure, StoreUnavailableError):
-                self.failing = failure.detail
+                self._failure = (time.monotonic(), failure.detail)
             log.error("command_failed", error=str(error), command=type(batch[0][0]).__name__)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(failure)
             return
-        if result.commit.event_types:  # only a commit that wrote something proves writes work
-            self.failing = None
         for (_, future), outcome in zip(batch, result.outcomes, strict=True):
             if future.done():  # the caller went away (cancelled); the command still happened
                 continue

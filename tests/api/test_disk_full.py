@@ -380,6 +380,10 @@ def test_a_full_disk_refuses_with_503_loses_nothing_and_recovers(
         if ledger.expect(4, recovered is not None, f"no 201 within 15 s: {answers[-3:]}"):
             ledger.expect(4, len(answers) == 1, f"the first publishes answered {answers[:5]}")
             ready = ledger.call(http, 4, "GET", "/readyz")
+            ready_by = time.monotonic() + 15  # a refusal keeps it 503 for a few seconds
+            while (ready is None or ready.status_code != 200) and time.monotonic() < ready_by:
+                time.sleep(0.2)  # polling the probe, with a deadline
+                ready = ledger.call(http, 4, "GET", "/readyz")
             ledger.expect(
                 4, ready is not None and ready.status_code == 200, f"/readyz after: {said(ready)}"
             )
