@@ -3,10 +3,13 @@ schemas reuse them, so validation and documentation cannot drift apart."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Final, TypeAlias
 
 import msgspec
 from msgspec import Meta
+
+from broker.events import Trace
 
 # "(?!\n)": Python's "$" also matches before a final newline, so without it "orders\n" would
 # pass as a name (and as a different queue that a scope for "orders" also matches). In the
@@ -33,6 +36,16 @@ MessageId = Annotated[str, Meta(min_length=1, max_length=64)]
 Reason = Annotated[str, Meta(max_length=1024)]
 BatchSize = Annotated[int, Meta(ge=1, le=100)]
 WaitSeconds = Annotated[float, Meta(ge=0, le=20)]
+GROUP_ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,128}$(?!\n)"
+Priority = Annotated[int, Meta(ge=0, le=9, description="Higher is delivered first.")]
+GroupId = Annotated[
+    str,
+    Meta(
+        pattern=GROUP_ID_PATTERN,
+        description="Messages of one group go in order, one receive at a time.",
+    ),
+]
+DEFAULT_PRIORITY: Final = 4
 
 
 class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +58,8 @@ class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
     queue: str
+    trace: Trace | None = None
+    """The request's trace context: stored on every event the command appends."""
 
 
 class CreateQueue(Command, frozen=True, kw_only=True):
@@ -71,6 +86,8 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
     attributes: dict[str, str] = {}
     delay_s: int | None = None
     dedup_id: str | None = None
+    priority: int = DEFAULT_PRIORITY
+    group_id: str | None = None
 
 
 class PublishMessages(Command, frozen=True, kw_only=True):
@@ -108,9 +125,35 @@ class ExtendLease(Command, frozen=True, kw_only=True):
     visibility_timeout_s: int
 
 
+class RedriveFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which messages a redrive moves; every condition given must hold."""
+
+    attributes: Attributes = {}
+    """Each of these attributes, with exactly this value."""
+    reason: Reason | None = None
+    """A substring of the message's last nack reason, or of why it was dead-lettered."""
+    published_after: datetime | None = None
+    published_before: datetime | None = None
+    source_queue: QueueName | None = None
+    """The queue it was dead-lettered from."""
+
+
 class RedriveMessages(Command, frozen=True, kw_only=True):
     to: str | None = None
     max: int = 100
+    where: RedriveFilter | None = None
+    dry_run: bool = False
+    """Say what would move (how many, and a sample), and write nothing."""
+
+
+class UndoPurge(Command, frozen=True, kw_only=True):
+    """Make what the purge at position ``purge`` removed available again."""
+
+    purge: int
+
+
+class RestoreQueue(Command, frozen=True, kw_only=True):
+    """Bring the most recently deleted queue of this name back."""
 
 
 class Sweep(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,5 +175,7 @@ AnyCommand: TypeAlias = (
     | NackMessage
     | ExtendLease
     | RedriveMessages
+    | UndoPurge
+    | RestoreQueue
     | Sweep
 )

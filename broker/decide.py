@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, TypeAlias, assert_never
+from typing import Final, Literal, TypeAlias, assert_never
 
 import msgspec
 
@@ -27,14 +27,18 @@ from broker.commands import (
     PurgeQueue,
     QueueSettings,
     ReceiveMessages,
+    RedriveFilter,
     RedriveMessages,
+    RestoreQueue,
     Sweep,
+    UndoPurge,
     UpdateQueue,
 )
 from broker.errors import (
     InvalidCommandError,
     LeaseLostError,
     MessageNotFoundError,
+    PurgeNotFoundError,
     QueueExistsError,
     QueueNotFoundError,
 )
@@ -49,14 +53,21 @@ from broker.events import (
     MessageNacked,
     MessagePublished,
     MessageRedriven,
+    MessageRestored,
     QueueCreated,
     QueueDeleted,
     QueuePurged,
+    QueuePurgeUndone,
+    QueueRestored,
     QueueUpdated,
+    Trace,
 )
 from broker.ids import lease_of
 from broker.state import MessageState, QueueState, StateView, from_us, to_us
 
+_REDRIVE_CHUNK: Final = 500
+_DRY_RUN_SAMPLE: Final = 10
+_RESTORE_EXPIRIES: Final = 10_000
 SOURCE_QUEUE = "source_queue"
 SOURCE_MESSAGE_ID = "source_message_id"
 RESERVED_ATTRIBUTES = frozenset({SOURCE_QUEUE, SOURCE_MESSAGE_ID})
@@ -101,6 +112,10 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     published_at: datetime
     position: int
     visible_at: datetime
+    priority: int
+    group_id: str | None
+    trace: Trace | None = None
+    """The publishing request's trace context, so the consumer can continue its trace."""
 
 
 class ReceiveReply(msgspec.Struct, frozen=True):
@@ -129,11 +144,23 @@ class ExtendReply(msgspec.Struct, frozen=True):
 class PurgeReply(msgspec.Struct, frozen=True):
     purged: int
     position: int
+    """Also the purge's id: an undo names it."""
+
+
+class UndoReply(msgspec.Struct, frozen=True):
+    restored: int
+    skipped: int
+    position: int
 
 
 class RedriveReply(msgspec.Struct, frozen=True):
     moved: int
     position: int
+
+
+class DryRunReply(msgspec.Struct, frozen=True):
+    would_move: int
+    sample: list[str]
 
 
 class SweepReply(msgspec.Struct, frozen=True):
@@ -148,7 +175,9 @@ Reply: TypeAlias = (
     | NackReply
     | ExtendReply
     | PurgeReply
+    | UndoReply
     | RedriveReply
+    | DryRunReply
     | SweepReply
 )
 
@@ -190,6 +219,10 @@ def decide(view: StateView, command: AnyCommand, ctx: Context) -> Decision:
             return _extend(view, command, ctx)
         case RedriveMessages():
             return _redrive(view, command, ctx)
+        case UndoPurge():
+            return _undo_purge(view, command, ctx)
+        case RestoreQueue():
+            return _restore(view, command, ctx)
         case Sweep():
             return _sweep(view, command, ctx)
         case _:
@@ -292,6 +325,8 @@ def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decisio
                 attributes=message.attributes,
                 delay_s=queue.delay_s if message.delay_s is None else message.delay_s,
                 dedup_id=message.dedup_id,
+                priority=message.priority,
+                group_id=message.group_id,
             )
         )
         published = Published(message.message_id, position, False)
@@ -318,7 +353,12 @@ def _over_receive_limit(
 
 
 def _dead_letter(
-    view: StateView, queue: QueueState, dlq: QueueState, message: MessageState, ctx: Context
+    view: StateView,
+    queue: QueueState,
+    dlq: QueueState,
+    message: MessageState,
+    ctx: Context,
+    cause: str,
 ) -> list[AnyEvent]:
     original = view.published([message.position])[message.position]
     new_id = ctx.new_id()
@@ -327,6 +367,7 @@ def _dead_letter(
         SOURCE_QUEUE: queue.name,
         SOURCE_MESSAGE_ID: message.message_id,
     }
+    reason = message.reason or cause
     return [
         MessageDeadLettered(
             at=ctx.now,
@@ -334,21 +375,30 @@ def _dead_letter(
             message_id=message.message_id,
             dead_letter_queue=dlq.name,
             dead_letter_message_id=new_id,
+            reason=reason,
         ),
         MessagePublished(
-            at=ctx.now, queue=dlq.name, message_id=new_id, body=original.body, attributes=attributes
+            at=ctx.now,
+            queue=dlq.name,
+            message_id=new_id,
+            body=original.body,
+            attributes=attributes,
+            priority=original.priority,
+            group_id=original.group_id,
+            reason=reason,
         ),
     ]
 
 
 def _after_release(
-    view: StateView, queue: QueueState, message: MessageState, ctx: Context
+    view: StateView, queue: QueueState, message: MessageState, ctx: Context, cause: str
 ) -> list[AnyEvent]:
     """A lease ended (expired or nacked): the message moves on if it used up its receives, and
-    expires if it outlived retention while in flight."""
+    expires if it outlived retention while in flight. ``cause``: how the lease ended, which
+    a dead-letter copy records (a nack's own reason goes first)."""
     dlq = _over_receive_limit(view, queue, message)
     if dlq is not None:
-        return _dead_letter(view, queue, dlq, message, ctx)
+        return _dead_letter(view, queue, dlq, message, ctx, cause)
     if _retention_passed(queue, message, ctx.now_us):
         return [MessageExpired(at=ctx.now, queue=queue.name, message_id=message.message_id)]
     return []
@@ -364,10 +414,11 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
     )
     lease_end = ctx.now + timedelta(seconds=timeout)
     events: list[AnyEvent] = []
-    deliveries: list[Delivery] = []
-    candidates = view.receivable(queue.queue_id, now, command.max_messages)
-    bodies = view.published([m.position for m in candidates])
-    for message in candidates:
+    taken: list[tuple[MessageState, str]] = []
+    room = command.max_messages
+    for message in view.receivable(queue.queue_id, now, room):
+        if len(taken) == room:
+            break
         if _retention_passed(queue, message, now):
             events.append(
                 MessageExpired(at=ctx.now, queue=queue.name, message_id=message.message_id)
@@ -377,33 +428,52 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
         # max_receive_count lowered since then: it would now be received once too often.
         dlq = _over_receive_limit(view, queue, message)
         if dlq is not None:
-            events.extend(_dead_letter(view, queue, dlq, message, ctx))
+            events.extend(_dead_letter(view, queue, dlq, message, ctx, "receive limit lowered"))
             continue
-        receipt = ctx.new_receipt()
-        count = message.receive_count + 1
-        events.append(
-            MessageLeased(
-                at=ctx.now,
-                queue=queue.name,
-                message_id=message.message_id,
-                lease=lease_of(receipt),
-                receive_count=count,
-                visible_at=lease_end,
+        group = [message]
+        if message.group_id is not None:
+            # A group's head comes with as many of the messages right behind it as fit, in
+            # order, as SQS FIFO queues deliver: the group is in flight as one.
+            for follower in view.waiting(
+                queue.queue_id, message.group_id, message.position, room - len(taken) - 1
+            ):
+                if (
+                    follower.visible_at > now
+                    or _retention_passed(queue, follower, now)
+                    or _over_receive_limit(view, queue, follower) is not None
+                ):
+                    break  # it takes its turn as the head, where those are dealt with
+                group.append(follower)
+        for leased in group:
+            receipt = ctx.new_receipt()
+            events.append(
+                MessageLeased(
+                    at=ctx.now,
+                    queue=queue.name,
+                    message_id=leased.message_id,
+                    lease=lease_of(receipt),
+                    receive_count=leased.receive_count + 1,
+                    visible_at=lease_end,
+                )
             )
+            taken.append((leased, receipt))
+    bodies = view.published([m.position for m, _ in taken])
+    deliveries = [
+        Delivery(
+            id=message.message_id,
+            body=bodies[message.position].body,
+            attributes=bodies[message.position].attributes,
+            receipt=receipt,
+            receive_count=message.receive_count + 1,
+            published_at=from_us(message.published_at),
+            position=message.position,
+            visible_at=lease_end,
+            priority=bodies[message.position].priority,
+            group_id=message.group_id,
+            trace=bodies[message.position].trace,
         )
-        published = bodies[message.position]
-        deliveries.append(
-            Delivery(
-                id=message.message_id,
-                body=published.body,
-                attributes=published.attributes,
-                receipt=receipt,
-                receive_count=count,
-                published_at=from_us(message.published_at),
-                position=message.position,
-                visible_at=lease_end,
-            )
-        )
+        for message, receipt in taken
+    ]
     # Only a receive that found nothing needs to know when the next delayed message shows:
     # its long poll sleeps until then (no event marks the end of a delay).
     next_visible = None if deliveries else view.next_visible_at(queue.queue_id, now)
@@ -418,7 +488,7 @@ def _may_ack(message: MessageState, lease: str) -> bool:
     """An ack settles the message while its last lease is still the latest one: in flight, or
     expired without anyone leasing it since (API.md, "Clarifications of v1"). A nack gave the
     lease up; another receive, a purge, an expiry or a dead-lettering took it away."""
-    return message.status in ("leased", "ready") and message.lease == lease
+    return message.status in ("leased", "ready", "waiting") and message.lease == lease
 
 
 def _leased_message(
@@ -474,7 +544,9 @@ def _nack(view: StateView, command: NackMessage, ctx: Context) -> Decision:
             reason=command.reason,
         )
     ]
-    events.extend(_after_release(view, queue, message, ctx))
+    # This nack's reason is the message's last one now (what a dead-letter copy records).
+    nacked = msgspec.structs.replace(message, reason=command.reason)
+    events.extend(_after_release(view, queue, nacked, ctx, "nacked"))
     return Decision(events, NackReply(view.next_position + len(events) - 1))
 
 
@@ -502,25 +574,41 @@ def _redrive(view: StateView, command: RedriveMessages, ctx: Context) -> Decisio
         if named.queue_id == queue.queue_id:
             raise InvalidCommandError("cannot redrive a queue into itself", field="to")
     now = ctx.now_us
+    moving: list[tuple[MessageState, MessagePublished, QueueState]] = []
+    after = 0
+    while len(moving) < command.max:
+        # Every available message (a group's waiting ones too), by position, until enough
+        # match: a filter may pass over many.
+        chunk = view.available(queue.queue_id, now, after, _REDRIVE_CHUNK)
+        if not chunk:
+            break
+        after = chunk[-1].position
+        bodies = view.published([m.position for m in chunk])
+        for message in chunk:
+            original = bodies[message.position]
+            if _retention_passed(queue, message, now) or not _matches(
+                command.where, message, original
+            ):
+                continue
+            target = named
+            if target is None:
+                source = original.attributes.get(SOURCE_QUEUE)
+                target = view.queue(source) if source is not None else None
+            if target is None or target.queue_id == queue.queue_id:
+                continue  # no live queue to go back to: the message stays here
+            moving.append((message, original, target))
+            if len(moving) == command.max:
+                break
+    if command.dry_run:
+        sample = [message.message_id for message, _, _ in moving[:_DRY_RUN_SAMPLE]]
+        return Decision([], DryRunReply(len(moving), sample))
     events: list[AnyEvent] = []
-    moved = 0
-    candidates = view.receivable(queue.queue_id, now, command.max)
-    bodies = view.published([m.position for m in candidates])
-    for message in candidates:
-        if _retention_passed(queue, message, now):
-            continue
-        original = bodies[message.position]
-        target = named
-        if target is None:
-            source = original.attributes.get(SOURCE_QUEUE)
-            target = view.queue(source) if source is not None else None
-        if target is None or target.queue_id == queue.queue_id:
-            continue  # no live queue to go back to: the message stays here
+    for message, original, target in moving:
         new_id = ctx.new_id()
         attributes = {
             key: value
             for key, value in original.attributes.items()
-            if key not in (SOURCE_QUEUE, SOURCE_MESSAGE_ID)
+            if key not in RESERVED_ATTRIBUTES
         }
         events.append(
             MessageRedriven(
@@ -538,10 +626,71 @@ def _redrive(view: StateView, command: RedriveMessages, ctx: Context) -> Decisio
                 message_id=new_id,
                 body=original.body,
                 attributes=attributes,
+                priority=original.priority,
+                group_id=original.group_id,
             )
         )
-        moved += 1
-    return Decision(events, RedriveReply(moved, view.next_position + len(events) - 1))
+    return Decision(events, RedriveReply(len(moving), view.next_position + len(events) - 1))
+
+
+def _matches(
+    where: RedriveFilter | None, message: MessageState, original: MessagePublished
+) -> bool:
+    if where is None:
+        return True
+    attributes = original.attributes
+    if any(attributes.get(key) != value for key, value in where.attributes.items()):
+        return False
+    if where.reason is not None and where.reason not in (message.reason or ""):
+        return False
+    if where.published_after is not None and message.published_at <= to_us(where.published_after):
+        return False
+    if where.published_before is not None and message.published_at >= to_us(where.published_before):
+        return False
+    return where.source_queue is None or attributes.get(SOURCE_QUEUE) == where.source_queue
+
+
+def _undo_purge(view: StateView, command: UndoPurge, ctx: Context) -> Decision:
+    queue = _require(view, command.queue)
+    purge = view.purge(command.purge)
+    if purge is None or purge.queue_id != queue.queue_id:
+        raise PurgeNotFoundError(f"no purge {command.purge} of queue {queue.name!r}")
+    if purge.undone:  # a second undo restores nothing
+        return Decision([], UndoReply(0, 0, view.next_position - 1))
+    now = ctx.now_us
+    removed = view.purged_by(queue.queue_id, purge.position)
+    restored = [m for m in removed if not _retention_passed(queue, m, now)]
+    skipped = len(removed) - len(restored)
+    events: list[AnyEvent] = [
+        QueuePurgeUndone(
+            at=ctx.now,
+            queue=queue.name,
+            purge=purge.position,
+            restored=len(restored),
+            skipped=skipped,
+        )
+    ]
+    events += [
+        MessageRestored(at=ctx.now, queue=queue.name, message_id=m.message_id, purge=purge.position)
+        for m in restored
+    ]
+    return Decision(events, UndoReply(len(restored), skipped, view.next_position + len(events) - 1))
+
+
+def _restore(view: StateView, command: RestoreQueue, ctx: Context) -> Decision:
+    if view.queue(command.queue) is not None:
+        raise QueueExistsError(f"a live queue is called {command.queue!r}")
+    deleted = view.deleted_queue(command.queue)
+    if deleted is None:
+        raise QueueNotFoundError(f"no deleted queue called {command.queue!r}")
+    events: list[AnyEvent] = [QueueRestored(at=ctx.now, queue=deleted.name)]
+    # It comes back as it was at deletion, less what outlived retention meanwhile.
+    cutoff = ctx.now_us - deleted.retention_s * 1_000_000
+    _, stale = view.due(deleted.queue_id, ctx.now_us, cutoff, _RESTORE_EXPIRIES)
+    events += [
+        MessageExpired(at=ctx.now, queue=deleted.name, message_id=m.message_id) for m in stale
+    ]
+    return Decision(events, QueueReply(deleted.name, view.next_position + len(events) - 1))
 
 
 def _sweep(view: StateView, command: Sweep, ctx: Context) -> Decision:
@@ -564,7 +713,7 @@ def _sweep(view: StateView, command: Sweep, ctx: Context) -> Decision:
                     lease=message.lease or "",
                 )
             )
-            events.extend(_after_release(view, queue, message, ctx))
+            events.extend(_after_release(view, queue, message, ctx, "lease expired"))
         for message in stale:
             events.append(
                 MessageExpired(at=ctx.now, queue=queue.name, message_id=message.message_id)

@@ -27,6 +27,10 @@ class MessageNotFoundError(BrokerError):
     """No message with that id in that queue."""
 
 
+class PurgeNotFoundError(BrokerError):
+    """No purge with that id in that queue."""
+
+
 class LeaseLostError(BrokerError):
     """The receipt no longer holds the message's lease (expired, re-leased, acked or purged)."""
 
@@ -34,6 +38,10 @@ class LeaseLostError(BrokerError):
 class InvalidCommandError(BrokerError):
     """Well-formed but not acceptable against the current state: inconsistent dead-letter
     settings, a reference to a queue that does not exist."""
+
+
+class IdempotencyKeyReusedError(BrokerError):
+    """The idempotency key was used before with another method, path or body."""
 
 
 class StoreUnavailableError(BrokerError):

@@ -18,9 +18,18 @@ from typing import Any, Final, TypeAlias
 import msgspec
 
 
+class Trace(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The W3C trace context of the request whose command appended an event."""
+
+    traceparent: str
+    tracestate: str | None = None
+
+
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     at: datetime
     queue: str
+    trace: Trace | None = None
+    """Absent from the stored JSON when the command carried none."""
 
 
 class QueueCreated(Event, frozen=True, kw_only=True, tag="queue.created"):
@@ -46,9 +55,23 @@ class QueueDeleted(Event, frozen=True, kw_only=True, tag="queue.deleted"):
 
 
 class QueuePurged(Event, frozen=True, kw_only=True, tag="queue.purged"):
-    """Every message of the queue that was available, delayed or in flight is purged."""
+    """Every message of the queue that was available, delayed or in flight is purged. The
+    purge's id is this event's position (what ``queue.purge_undone`` names)."""
 
     purged: int
+
+
+class QueuePurgeUndone(Event, frozen=True, kw_only=True, tag="queue.purge_undone"):
+    """A purge undone: its messages that were still within retention are restored (each a
+    ``message.restored`` after this event), the others stay purged."""
+
+    purge: int
+    restored: int
+    skipped: int
+
+
+class QueueRestored(Event, frozen=True, kw_only=True, tag="queue.restored"):
+    """A soft-deleted queue is live again, with its settings and messages as at deletion."""
 
 
 class MessageEvent(Event, frozen=True, kw_only=True):
@@ -60,6 +83,10 @@ class MessagePublished(MessageEvent, frozen=True, kw_only=True, tag="message.pub
     attributes: dict[str, str] = {}
     delay_s: int = 0
     dedup_id: str | None = None
+    priority: int = 4
+    group_id: str | None = None
+    reason: str | None = None
+    """Set by the broker on a copy it publishes into a dead-letter queue: why it moved."""
 
 
 class LeaseEvent(MessageEvent, frozen=True, kw_only=True):
@@ -93,6 +120,8 @@ class MessageLeaseExpired(LeaseEvent, frozen=True, kw_only=True, tag="message.le
 class MessageDeadLettered(MessageEvent, frozen=True, kw_only=True, tag="message.dead_lettered"):
     dead_letter_queue: str
     dead_letter_message_id: str
+    reason: str | None = None
+    """Why: the last nack's reason, else how its last lease ended."""
 
 
 class MessageExpired(MessageEvent, frozen=True, kw_only=True, tag="message.expired"):
@@ -104,11 +133,20 @@ class MessageRedriven(MessageEvent, frozen=True, kw_only=True, tag="message.redr
     new_message_id: str
 
 
+class MessageRestored(MessageEvent, frozen=True, kw_only=True, tag="message.restored"):
+    """A purged message is available again (an undone purge, ``purge``): with its own
+    published_at, attributes, priority and group."""
+
+    purge: int
+
+
 AnyEvent: TypeAlias = (
     QueueCreated
     | QueueUpdated
     | QueueDeleted
     | QueuePurged
+    | QueuePurgeUndone
+    | QueueRestored
     | MessagePublished
     | MessageLeased
     | MessageAcked
@@ -118,6 +156,7 @@ AnyEvent: TypeAlias = (
     | MessageDeadLettered
     | MessageExpired
     | MessageRedriven
+    | MessageRestored
 )
 
 EVENT_TYPES: Final[tuple[str, ...]] = (
@@ -125,6 +164,8 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "queue.updated",
     "queue.deleted",
     "queue.purged",
+    "queue.purge_undone",
+    "queue.restored",
     "message.published",
     "message.leased",
     "message.acked",
@@ -134,11 +175,20 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "message.dead_lettered",
     "message.expired",
     "message.redriven",
+    "message.restored",
 )
 
 _COMMON: Final = frozenset({"at", "queue", "message_id"})
 _decoder: Final = msgspec.json.Decoder(AnyEvent)
 _encoder: Final = msgspec.json.Encoder()
+
+
+class _Traced(msgspec.Struct):
+    trace: Trace | None = None
+
+
+_TRACED: Final = b'{"trace":'
+_trace_decoder: Final = msgspec.json.Decoder(_Traced)
 
 
 def type_of(event: AnyEvent) -> str:
@@ -172,8 +222,11 @@ _DATA_FIELDS: Final[dict[type, tuple[str, ...]]] = {
 
 
 def encode_data(event: AnyEvent) -> bytes:
-    """The event's own fields (everything but the common envelope), as JSON."""
+    """The event's own fields (everything but the common envelope), as JSON; ``trace`` only
+    when there is one."""
     fields: dict[str, Any] = {name: getattr(event, name) for name in _DATA_FIELDS[type(event)]}
+    if fields.get("trace", 0) is None:
+        del fields["trace"]
     return _encoder.encode(fields)
 
 
@@ -194,14 +247,25 @@ def decode(type_: str, at: str, queue: str, message_id: str | None, data: bytes)
 def envelope_json(
     position: int, type_: str, at: str, queue: str, message_id: str | None, data: bytes
 ) -> bytes:
-    """The public JSON of one stored event (API.md "The event log"), built without parsing."""
-    return b'{"position":%d,"type":%s,"at":"%s","queue":%s,"message_id":%s,"data":%s}' % (
+    """The public JSON of one stored event (API.md "The event log"), built without parsing,
+    but for a traced event's: its ``trace`` is stored first in ``data`` (``Event``'s first own
+    field) and shown beside it, cut out as the bytes it was written as."""
+    trace = b""
+    if data.startswith(_TRACED):
+        found = _trace_decoder.decode(data).trace
+        if found is not None:
+            trace = _encoder.encode(found)
+            rest = data[len(_TRACED) + len(trace) :]
+            data = b"{" + rest[1:] if rest[:1] == b"," else b"{}"
+            trace = b',"trace":' + trace
+    return b'{"position":%d,"type":%s,"at":"%s","queue":%s,"message_id":%s,"data":%s%s}' % (
         position,
         _encoder.encode(type_),
         at.encode(),
         _encoder.encode(queue),
         _encoder.encode(message_id),
         data,
+        trace,
     )
 
 

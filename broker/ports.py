@@ -67,3 +67,7 @@ class EventStore(Protocol):
 
     async def head(self) -> int:
         """The last position in the log (0 when empty)."""
+
+    async def position_at(self, at: str) -> int:
+        """The position of the last event at or before ``at`` (RFC 3339 as the log spells
+        it, ``encode_at``); 0 when there is none."""

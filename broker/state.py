@@ -3,13 +3,22 @@
 It is a projection of the log like any other (``evolve`` is a pure fold), but it is updated
 in the same transaction as the events it follows, so a decision always sees every event
 before it. Times are integer microseconds since the epoch: exact, cheap to index and compare.
+
+**Groups** (FIFO message groups). A group's messages are delivered in publish order, one
+receive at a time: only its head may be received, and only while none of the group is in
+flight. The state says so with statuses: of a group's live messages at most one is ``ready``
+(its head, when nothing of the group is leased); the others are ``waiting``. So a receive
+finds every message it may take among the ``ready`` ones, walking one index in order, and
+never scans a queue's groups. ``GroupState`` counts a group's live and leased messages and
+names its head; when the head leaves or a lease ends with nothing else of the group in flight,
+the earliest waiting message becomes the head.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final, Literal, Protocol, TypeAlias, assert_never
+from typing import Annotated, Final, Literal, Protocol, TypeAlias, assert_never
 
 import msgspec
 from msgspec import Meta
@@ -26,18 +35,22 @@ from broker.events import (
     MessageNacked,
     MessagePublished,
     MessageRedriven,
+    MessageRestored,
     QueueCreated,
     QueueDeleted,
     QueuePurged,
+    QueuePurgeUndone,
+    QueueRestored,
     QueueUpdated,
     StoredEvent,
 )
 
 Status: TypeAlias = Literal[
-    "ready", "leased", "acked", "dead_lettered", "expired", "purged", "redriven"
+    "ready", "waiting", "leased", "acked", "dead_lettered", "expired", "purged", "redriven"
 ]
-LIVE: Final[tuple[Status, ...]] = ("ready", "leased")
+LIVE: Final[tuple[Status, ...]] = ("ready", "waiting", "leased")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_PRIORITY: Final = 9
 
 
 def to_us(at: datetime) -> int:
@@ -49,13 +62,24 @@ def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+def rank_of(priority: int) -> int:
+    """The order a receive takes ready messages in is rank, then position: one ascending
+    walk of one index gives the highest priority first (an index on priority could only
+    give both columns ascending, or both descending)."""
+    return MAX_PRIORITY - priority
+
+
 # Bounds that stored values never exceed; the adapters size their columns from them.
 Id = Annotated[str, Meta(max_length=64)]
 """Message ids and leases."""
 Name = Annotated[str, Meta(max_length=80)]
 """Queue names."""
 Key = Annotated[str, Meta(max_length=128)]
-"""Dedup ids."""
+"""Dedup ids and group ids."""
+Text = Annotated[str, Meta(max_length=1024)]
+"""Nack reasons."""
+Token = Annotated[str, Meta(max_length=255)]
+"""Idempotency keys and subjects."""
 Int32 = Annotated[int, Meta(ge=-(2**31), le=2**31 - 1)]
 """Settings and counters that are small by contract."""
 
@@ -82,13 +106,29 @@ class MessageState(msgspec.Struct, frozen=True):
     """The position of the ``message.published`` event: the message's place in its queue."""
     status: Status
     visible_at: int
-    """Ready: when it becomes available. Leased: when the lease ends."""
+    """Ready or waiting: when it becomes available. Leased: when the lease ends."""
     lease: Id | None
     """The last lease (``broker.ids.lease_of`` its receipt) while it may still ack: in flight,
     after its lease expired unclaimed, and once acked (a repeated ack is idempotent). None
     before the first receive and after a nack, which gives the lease up."""
     receive_count: Int32
     published_at: int
+    rank: Int32 = rank_of(4)
+    group_id: Key | None = None
+    purged_by: int | None = None
+    """The position of the purge that removed it (what an undo names)."""
+    reason: Text | None = None
+    """Its last nack's reason, or (a copy in a dead-letter queue) why it was moved there."""
+
+
+class GroupState(msgspec.Struct, frozen=True):
+    queue_id: int
+    group_id: Key
+    live: Int32
+    """Its messages that are ready, waiting or leased."""
+    leased: Int32
+    head: Id | None
+    """The one message of the group that is ``ready``, if any."""
 
 
 class DedupEntry(msgspec.Struct, frozen=True):
@@ -99,6 +139,31 @@ class DedupEntry(msgspec.Struct, frozen=True):
     expires_at: int
 
 
+class PurgeRecord(msgspec.Struct, frozen=True):
+    position: int
+    """The ``queue.purged`` event's position: the purge's id."""
+    queue_id: int
+    undone: bool = False
+
+
+class IdempotencyRecord(msgspec.Struct, frozen=True):
+    """A command run with an ``Idempotency-Key``: kept 24 h, so a repeat gets the first
+    answer instead of running again."""
+
+    subject: Token
+    idempotency_key: Token
+    fingerprint: Annotated[str, Meta(max_length=64)]
+    """A digest of the method, path and body (as parsed JSON) the key was first used with."""
+    expires_at: int
+    reply_kind: Annotated[str, Meta(max_length=32)]
+    reply: bytes
+    """The command's reply (JSON of the ``reply_kind`` Struct), kept with the command itself:
+    if the answer below was never recorded (its process died first), a repeat is answered
+    from this."""
+    answer: bytes | None = None
+    """The first answer (status, headers, body), once the door that ran the command gave it."""
+
+
 class PutQueue(msgspec.Struct, frozen=True):
     queue: QueueState
 
@@ -107,18 +172,33 @@ class PutMessage(msgspec.Struct, frozen=True):
     message: MessageState
 
 
+class PutGroup(msgspec.Struct, frozen=True):
+    group: GroupState
+
+
 class PutDedup(msgspec.Struct, frozen=True):
     entry: DedupEntry
 
 
+class PutPurge(msgspec.Struct, frozen=True):
+    purge: PurgeRecord
+
+
 class PurgeMessages(msgspec.Struct, frozen=True):
-    """Set every live message of the queue published before ``position`` to ``purged``."""
+    """Set every live message of the queue published before ``position`` to ``purged`` (by
+    the purge at ``position``), and forget the queue's groups: none has a live message left."""
 
     queue_id: int
     position: int
 
 
-Change: TypeAlias = PutQueue | PutMessage | PutDedup | PurgeMessages
+class PutIdempotency(msgspec.Struct, frozen=True):
+    record: IdempotencyRecord
+
+
+Change: TypeAlias = (
+    PutQueue | PutMessage | PutGroup | PutDedup | PutPurge | PurgeMessages | PutIdempotency
+)
 
 
 class StateView(Protocol):
@@ -134,6 +214,9 @@ class StateView(Protocol):
     def queue_by_id(self, queue_id: int) -> QueueState | None:
         """The queue with that id, deleted or not."""
 
+    def deleted_queue(self, name: str) -> QueueState | None:
+        """The most recently deleted queue of that name."""
+
     def live_queues(self) -> list[QueueState]:
         """Every live queue, by name."""
 
@@ -144,17 +227,37 @@ class StateView(Protocol):
         """The messages with those ids that exist, in one look (a batch ack: on a database
         across the network, one round trip instead of one per entry)."""
 
+    def group(self, queue_id: int, group_id: str) -> GroupState | None:
+        """A group of the queue that has (or had) live messages."""
+
+    def waiting(self, queue_id: int, group_id: str, after: int, limit: int) -> list[MessageState]:
+        """The group's waiting messages published after position ``after``, in order."""
+
+    def purge(self, position: int) -> PurgeRecord | None:
+        """The purge whose ``queue.purged`` event is at that position."""
+
+    def purged_by(self, queue_id: int, purge: int) -> list[MessageState]:
+        """The messages that purge removed and that are still purged, by position."""
+
     def dedup(self, queue_id: int, dedup_id: str) -> DedupEntry | None:
         """The dedup key of that queue, if one was recorded."""
 
+    def idempotency(self, subject: str, key: str) -> IdempotencyRecord | None:
+        """The command last run by ``subject`` with that idempotency key, if kept."""
+
+    def available(self, queue_id: int, now: int, after: int, limit: int) -> list[MessageState]:
+        """Ready and waiting messages visible at ``now`` published after position ``after``,
+        by position (what a redrive may move)."""
+
     def receivable(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
-        """Ready messages visible at ``now``, oldest publish first."""
+        """Ready messages visible at ``now``, highest priority (lowest rank) first, then in
+        publish order. A group contributes its head only (see the module docstring)."""
 
     def due(
         self, queue_id: int, now: int, published_before: int, limit: int
     ) -> tuple[list[MessageState], list[MessageState]]:
         """What the sweeper must record, in one look: leased messages whose lease ended at or
-        before ``now`` (by lease end), and ready messages published at or before
+        before ``now`` (by lease end), and ready or waiting messages published at or before
         ``published_before`` (by publish time); at most ``limit`` of each."""
 
     def count_live(self, queue_id: int) -> int:
@@ -179,8 +282,9 @@ class StateTx(StateView, Protocol):
     def apply(self, changes: Sequence[Change]) -> None:
         """Store these state changes."""
 
-    def prune_dedup(self, now: int) -> int:
-        """Forget dedup keys whose window has closed; return how many."""
+    def prune(self, now: int) -> int:
+        """Forget dedup keys whose window has closed and idempotency records past their 24 h;
+        return how many."""
 
 
 def evolve(view: StateView, event: AnyEvent, position: int) -> list[Change]:
@@ -221,70 +325,201 @@ def evolve(view: StateView, event: AnyEvent, position: int) -> list[Change]:
         case QueueDeleted():
             queue = _live_queue(view, event.queue)
             return [PutQueue(msgspec.structs.replace(queue, deleted=True, updated_at=at))]
+        case QueueRestored():
+            deleted = view.deleted_queue(event.queue)
+            if deleted is None:
+                raise LookupError(f"queue.restored for a queue never deleted: {event.queue}")
+            return [PutQueue(msgspec.structs.replace(deleted, deleted=False, updated_at=at))]
         case QueuePurged():
             queue = _live_queue(view, event.queue)
-            return [PurgeMessages(queue.queue_id, position)]
+            return [
+                PurgeMessages(queue.queue_id, position),
+                PutPurge(PurgeRecord(position=position, queue_id=queue.queue_id)),
+            ]
+        case QueuePurgeUndone():
+            purge = view.purge(event.purge)
+            if purge is None:
+                raise LookupError(f"queue.purge_undone for an unknown purge {event.purge}")
+            return [PutPurge(msgspec.structs.replace(purge, undone=True))]
         case MessagePublished():
-            queue = _live_queue(view, event.queue)
-            message = MessageState(
-                message_id=event.message_id,
-                queue_id=queue.queue_id,
-                position=position,
-                status="ready",
-                visible_at=at + event.delay_s * 1_000_000,
-                lease=None,
-                receive_count=0,
-                published_at=at,
-            )
-            changes: list[Change] = [PutMessage(message)]
-            if event.dedup_id is not None:
-                entry = DedupEntry(
-                    queue_id=queue.queue_id,
-                    dedup_id=event.dedup_id,
-                    message_id=event.message_id,
-                    position=position,
-                    expires_at=at + DEDUP_WINDOW_S * 1_000_000,
-                )
-                changes.append(PutDedup(entry))
-            return changes
+            return _published(view, event, position, at)
+        case MessageRestored():
+            return _restored(view, event, at)
         case MessageLeased():
-            return _put(
-                view,
-                event.message_id,
+            message = _message(view, event.message_id)
+            leased = msgspec.structs.replace(
+                message,
                 status="leased",
                 lease=event.lease,
                 receive_count=event.receive_count,
                 visible_at=to_us(event.visible_at),
             )
+            return [PutMessage(leased), *_group_leased(view, message)]
         case MessageAcked():
-            return _put(view, event.message_id, status="acked")
+            return _leave(view, _message(view, event.message_id), "acked")
+        case MessageDeadLettered():
+            return _leave(view, _message(view, event.message_id), "dead_lettered")
+        case MessageExpired():
+            return _leave(view, _message(view, event.message_id), "expired")
+        case MessageRedriven():
+            return _leave(view, _message(view, event.message_id), "redriven")
         case MessageNacked():
-            return _put(
-                view,
-                event.message_id,
-                status="ready",
+            message = msgspec.structs.replace(
+                _message(view, event.message_id),
                 lease=None,
                 visible_at=to_us(event.visible_at),
+                reason=event.reason,
             )
+            return _release(view, message)
         case MessageLeaseExtended():
-            return _put(view, event.message_id, visible_at=to_us(event.visible_at))
+            message = _message(view, event.message_id)
+            extended = msgspec.structs.replace(message, visible_at=to_us(event.visible_at))
+            return [PutMessage(extended)]
         case MessageLeaseExpired():
-            return _put(view, event.message_id, status="ready", visible_at=at)
-        case MessageDeadLettered():
-            return _put(view, event.message_id, status="dead_lettered")
-        case MessageExpired():
-            return _put(view, event.message_id, status="expired")
-        case MessageRedriven():
-            return _put(view, event.message_id, status="redriven")
+            message = msgspec.structs.replace(_message(view, event.message_id), visible_at=at)
+            return _release(view, message)
         case _:
             assert_never(event)
 
 
-def _put(view: StateView, message_id: str, **changes: Any) -> list[Change]:
+def _published(view: StateView, event: MessagePublished, position: int, at: int) -> list[Change]:
+    queue = _live_queue(view, event.queue)
+    changes: list[Change] = []
+    status: Status = "ready"
+    if event.group_id is not None:
+        group = view.group(queue.queue_id, event.group_id) or GroupState(
+            queue.queue_id, event.group_id, live=0, leased=0, head=None
+        )
+        # The head of an empty group, else behind the others (nothing of a group with live
+        # messages can be without a head or a lease: see _promote).
+        first = group.live == 0
+        status = "ready" if first else "waiting"
+        head = event.message_id if first else group.head
+        changes.append(PutGroup(msgspec.structs.replace(group, live=group.live + 1, head=head)))
+    message = MessageState(
+        message_id=event.message_id,
+        queue_id=queue.queue_id,
+        position=position,
+        status=status,
+        visible_at=at + event.delay_s * 1_000_000,
+        lease=None,
+        receive_count=0,
+        published_at=at,
+        rank=rank_of(event.priority),
+        group_id=event.group_id,
+        reason=event.reason,
+    )
+    changes.insert(0, PutMessage(message))
+    if event.dedup_id is not None:
+        entry = DedupEntry(
+            queue_id=queue.queue_id,
+            dedup_id=event.dedup_id,
+            message_id=event.message_id,
+            position=position,
+            expires_at=at + DEDUP_WINDOW_S * 1_000_000,
+        )
+        changes.append(PutDedup(entry))
+    return changes
+
+
+def _restored(view: StateView, event: MessageRestored, at: int) -> list[Change]:
+    message = msgspec.structs.replace(
+        _message(view, event.message_id), status="waiting", purged_by=None, visible_at=at
+    )
+    if message.group_id is None:
+        return [PutMessage(msgspec.structs.replace(message, status="ready"))]
+    group = view.group(message.queue_id, message.group_id) or GroupState(
+        message.queue_id, message.group_id, live=0, leased=0, head=None
+    )
+    group = msgspec.structs.replace(group, live=group.live + 1)
+    changes: list[Change] = []
+    if group.leased == 0:
+        # Publish order comes first: an older message back from the purge goes before the
+        # group's present head.
+        current: MessageState | None = None
+        if group.head is not None:
+            current = view.message(group.head)
+        if current is None or current.position > message.position:
+            if current is not None:
+                changes.append(PutMessage(msgspec.structs.replace(current, status="waiting")))
+            message = msgspec.structs.replace(message, status="ready")
+            group = msgspec.structs.replace(group, head=message.message_id)
+    return [PutMessage(message), *changes, PutGroup(group)]
+
+
+def _group_leased(view: StateView, message: MessageState) -> list[Change]:
+    if message.group_id is None:
+        return []
+    group = _group(view, message)
+    head = None if group.head == message.message_id else group.head
+    return [PutGroup(msgspec.structs.replace(group, leased=group.leased + 1, head=head))]
+
+
+def _leave(view: StateView, message: MessageState, status: Status) -> list[Change]:
+    """The message is done with (acked, expired, moved): it leaves its group's way."""
+    gone = msgspec.structs.replace(message, status=status)
+    if message.group_id is None or message.status not in LIVE:
+        return [PutMessage(gone)]
+    group = _group(view, message)
+    group = msgspec.structs.replace(
+        group,
+        live=group.live - 1,
+        leased=group.leased - (message.status == "leased"),
+        head=None if group.head == message.message_id else group.head,
+    )
+    return [PutMessage(gone), *_promote(view, group, exclude=message.message_id)]
+
+
+def _release(view: StateView, message: MessageState) -> list[Change]:
+    """A lease ended (nack, expiry): the message is available again, at its group's head
+    once nothing of the group is in flight."""
+    if message.group_id is None:
+        return [PutMessage(msgspec.structs.replace(message, status="ready"))]
+    group = _group(view, message)
+    group = msgspec.structs.replace(group, leased=group.leased - 1)
+    waiting = msgspec.structs.replace(message, status="waiting")
+    return [PutMessage(waiting), *_promote(view, group, also=waiting)]
+
+
+def _promote(
+    view: StateView,
+    group: GroupState,
+    *,
+    exclude: str | None = None,
+    also: MessageState | None = None,
+) -> list[Change]:
+    """The group as it is now; and, when nothing of it is in flight and it has no head, its
+    earliest waiting message as the head. ``also``: a message just made waiting that the
+    store does not show yet; ``exclude``: one that just left."""
+    changes: list[Change] = []
+    if group.leased == 0 and group.head is None and group.live > 0:
+        candidates = [
+            m
+            for m in view.waiting(group.queue_id, group.group_id, after=0, limit=2)
+            if m.message_id != exclude
+        ]
+        if also is not None:
+            candidates = [m for m in candidates if m.message_id != also.message_id] + [also]
+        if candidates:
+            head = min(candidates, key=lambda m: m.position)
+            changes.append(PutMessage(msgspec.structs.replace(head, status="ready")))
+            group = msgspec.structs.replace(group, head=head.message_id)
+    return [*changes, PutGroup(group)]
+
+
+def _message(view: StateView, message_id: str) -> MessageState:
     current = view.message(message_id)
     if current is None:
         raise LookupError(f"event for unknown message {message_id}")
-    return [PutMessage(msgspec.structs.replace(current, **changes))]
+    return current
+
+
+def _group(view: StateView, message: MessageState) -> GroupState:
+    assert message.group_id is not None
+    group = view.group(message.queue_id, message.group_id)
+    if group is None:
+        raise LookupError(f"no group {message.group_id} for message {message.message_id}")
+    return group
 
 
 def _live_queue(view: StateView, name: str) -> QueueState:

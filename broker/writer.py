@@ -18,7 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeAlias
 
+import msgspec
 import structlog
 
 from broker import ids
@@ -31,10 +33,11 @@ from broker.commands import (
     Sweep,
 )
 from broker.decide import Context, Reply, decide
-from broker.errors import BrokerError, StoreUnavailableError
+from broker.errors import BrokerError, IdempotencyKeyReusedError, StoreUnavailableError
 from broker.events import AnyEvent, StoredEvent, type_of
+from broker.idempotency import Claim, Recall, RecordAnswer, Replay, record_of
 from broker.ports import Clock, EventStore, system_clock
-from broker.state import StateTx, evolve
+from broker.state import IdempotencyRecord, PutIdempotency, StateTx, evolve
 
 log = structlog.get_logger(component="cairn.writer")
 
@@ -53,8 +56,14 @@ class Commit:
 
 @dataclass(slots=True)
 class _Batch:
-    outcomes: list[Reply | BrokerError]
+    outcomes: list[Outcome]
     commit: Commit
+
+
+Outcome: TypeAlias = Reply | Replay | BrokerError | None
+"""A command's reply; the first run's record (a repeated idempotency key); its refusal; or
+nothing (an answer recorded)."""
+Work: TypeAlias = AnyCommand | RecordAnswer | Recall
 
 
 def record(tx: StateTx, events: Sequence[AnyEvent]) -> int:
@@ -70,17 +79,36 @@ def record(tx: StateTx, events: Sequence[AnyEvent]) -> int:
     return tx.next_position - 1
 
 
-def apply_batch(tx: StateTx, commands: Sequence[AnyCommand], ctx: Context) -> _Batch:
-    """Decide and append each command in turn, inside the caller's transaction."""
-    outcomes: list[Reply | BrokerError] = []
+def apply_batch(
+    tx: StateTx,
+    commands: Sequence[Work],
+    ctx: Context,
+    claims: Sequence[Claim | None] | None = None,
+) -> _Batch:
+    """Decide and append each command in turn, inside the caller's transaction. ``claims``:
+    the idempotency key each command came with, if any."""
+    outcomes: list[Outcome] = []
     commit = Commit(head=tx.next_position - 1, commands=len(commands))
     swept = False
     swept_queues: set[str] = set()
     # Every message the batch's acks, nacks and extends name, in one look: the store keeps
     # what it read, so deciding them costs no round trip each (PostgreSQL's are ~0.2 ms).
     tx.messages([message_id for command in commands for message_id in _named(command)])
-    for command in commands:
+    for command, claim in zip(commands, claims or [None] * len(commands), strict=True):
+        if isinstance(command, RecordAnswer):
+            _record_answer(tx, command)
+            outcomes.append(None)
+            continue
+        if isinstance(command, Recall):
+            seen = _kept(tx, command.claim, ctx.now_us)
+            outcomes.append(None if seen is None else _repeat(seen, command.claim))
+            continue
         try:
+            if claim is not None:
+                seen = _kept(tx, claim, ctx.now_us)
+                if seen is not None:
+                    outcomes.append(_repeat(seen, claim))
+                    continue
             if isinstance(command, ReceiveMessages) and command.queue not in swept_queues:
                 # Leases that ended are made available before choosing what to deliver, so a
                 # receiver never waits for the sweeper to notice an expiry. Once per queue per
@@ -91,15 +119,47 @@ def apply_batch(tx: StateTx, commands: Sequence[AnyCommand], ctx: Context) -> _B
         except BrokerError as error:
             outcomes.append(error)
             continue
-        _append(tx, decision.events, commit)
+        _append(tx, _traced(decision.events, command), commit)
+        if claim is not None:  # in the command's own transaction: exactly once, whatever races
+            tx.apply([PutIdempotency(record_of(claim, decision.reply, ctx.now_us))])
         outcomes.append(decision.reply)
         swept = swept or (isinstance(command, Sweep) and command.queue is None)
     if swept:
-        tx.prune_dedup(ctx.now_us)
+        tx.prune(ctx.now_us)
     return _Batch(outcomes, commit)
 
 
-def _named(command: AnyCommand) -> list[str]:
+def _kept(tx: StateTx, claim: Claim, now_us: int) -> IdempotencyRecord | None:
+    """The key's record while it is kept: one past its 24 h is gone even before the sweep
+    that prunes it (the next claim of the key overwrites it)."""
+    seen = tx.idempotency(claim.subject, claim.key)
+    return seen if seen is not None and seen.expires_at > now_us else None
+
+
+def _repeat(seen: IdempotencyRecord, claim: Claim) -> Replay | BrokerError:
+    if seen.fingerprint != claim.fingerprint:
+        return IdempotencyKeyReusedError(
+            "this Idempotency-Key was used before with another method, path or body",
+            field="header.Idempotency-Key",
+        )
+    return Replay(seen)
+
+
+def _record_answer(tx: StateTx, command: RecordAnswer) -> None:
+    seen = tx.idempotency(command.subject, command.key)
+    if seen is not None and seen.answer is None:
+        tx.apply([PutIdempotency(msgspec.structs.replace(seen, answer=command.answer))])
+
+
+def _traced(events: Sequence[AnyEvent], command: AnyCommand) -> Sequence[AnyEvent]:
+    """The command's trace context on every event it appends (decisions need not know)."""
+    trace = getattr(command, "trace", None)
+    if trace is None:
+        return events
+    return [msgspec.structs.replace(event, trace=trace) for event in events]
+
+
+def _named(command: Work) -> list[str]:
     """The messages a command names by id."""
     match command:
         case AckMessages():
@@ -119,6 +179,13 @@ def _append(tx: StateTx, events: Sequence[AnyEvent], commit: Commit) -> None:
         commit.event_types[type_of(event)] += 1
 
 
+@dataclass(slots=True)
+class _Item:
+    work: Work
+    claim: Claim | None
+    future: asyncio.Future[Reply | Replay | None]
+
+
 class Writer:
     def __init__(
         self,
@@ -135,9 +202,7 @@ class Writer:
         self._new_receipt = new_receipt
         self._max_batch = max_batch
         # None is the stop sentinel: everything queued before it is still committed.
-        self._pending: asyncio.Queue[tuple[AnyCommand, asyncio.Future[Reply]] | None] = (
-            asyncio.Queue()
-        )
+        self._pending: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._last_now: datetime | None = None
         self._listeners: list[Callable[[Commit], None]] = []
@@ -172,12 +237,29 @@ class Writer:
         await self._task
         self._task = None
 
-    async def execute(self, command: AnyCommand) -> Reply:
-        """Run one command; returns its reply once durable, or raises its ``BrokerError``."""
+    async def execute(self, command: AnyCommand, claim: Claim | None = None) -> Reply | Replay:
+        """Run one command; returns its reply once durable, or raises its ``BrokerError``.
+        With a ``claim`` (an idempotency key) that was seen before with the same request, the
+        command does not run again: the first run's ``Replay`` is returned."""
+        outcome = await self._submit(command, claim)
+        assert outcome is not None
+        return outcome
+
+    async def record_answer(self, answer: RecordAnswer) -> None:
+        """Keep the answer a door gave for a claimed command (see ``broker.idempotency``)."""
+        await self._submit(answer, None)
+
+    async def recall(self, claim: Claim) -> Replay | None:
+        """What is kept for the claim's key now (a repeat waiting for the first answer)."""
+        outcome = await self._submit(Recall(claim), None)
+        assert outcome is None or isinstance(outcome, Replay)
+        return outcome
+
+    async def _submit(self, work: Work, claim: Claim | None) -> Reply | Replay | None:
         if not self._accepting:
             raise StoreUnavailableError("the broker is shutting down")
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending.put_nowait((command, future))
+        future: asyncio.Future[Reply | Replay | None] = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait(_Item(work, claim, future))
         return await future
 
     def _now(self) -> datetime:
@@ -192,7 +274,7 @@ class Writer:
         stopping = False
         while not stopping:
             item = await self._pending.get()
-            batch: list[tuple[AnyCommand, asyncio.Future[Reply]]] = []
+            batch: list[_Item] = []
             while True:
                 if item is None:
                     stopping = True
@@ -204,11 +286,12 @@ class Writer:
             if batch:
                 await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[AnyCommand, asyncio.Future[Reply]]]) -> None:
-        commands = [command for command, _ in batch]
+    async def _commit(self, batch: list[_Item]) -> None:
+        commands = [item.work for item in batch]
+        claims = [item.claim for item in batch]
         ctx = Context(now=self._now(), new_id=self._new_id, new_receipt=self._new_receipt)
         try:
-            result = await self._store.transact(lambda tx: apply_batch(tx, commands, ctx))
+            result = await self._store.transact(lambda tx: apply_batch(tx, commands, ctx, claims))
         except Exception as error:  # the whole transaction failed: nothing was written
             if len(batch) > 1 and not isinstance(error, StoreUnavailableError):
                 # Something other than a domain refusal or an unavailable store (a bug): the
@@ -226,12 +309,13 @@ class Writer:
             )
             if isinstance(failure, StoreUnavailableError):
                 self._failure = (time.monotonic(), failure.detail)
-            log.error("command_failed", error=str(error), command=type(batch[0][0]).__name__)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
+            log.error("command_failed", error=str(error), command=type(batch[0].work).__name__)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(failure)
             return
-        for (_, future), outcome in zip(batch, result.outcomes, strict=True):
+        for item, outcome in zip(batch, result.outcomes, strict=True):
+            future = item.future
             if future.done():  # the caller went away (cancelled); the command still happened
                 continue
             if isinstance(outcome, BrokerError):

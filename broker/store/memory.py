@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, assert_never
 
 import msgspec
 
@@ -15,10 +15,16 @@ from broker.state import (
     LIVE,
     Change,
     DedupEntry,
+    GroupState,
+    IdempotencyRecord,
     MessageState,
     PurgeMessages,
+    PurgeRecord,
     PutDedup,
+    PutGroup,
+    PutIdempotency,
     PutMessage,
+    PutPurge,
     PutQueue,
     QueueState,
 )
@@ -33,6 +39,9 @@ class MemoryEventStore:
         self.queues: dict[int, QueueState] = {}
         self.messages: dict[str, MessageState] = {}
         self.dedup: dict[tuple[int, str], DedupEntry] = {}
+        self.groups: dict[tuple[int, str], GroupState] = {}
+        self.purges: dict[int, PurgeRecord] = {}
+        self.idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -79,6 +88,9 @@ class MemoryEventStore:
     async def head(self) -> int:
         return len(self.events)
 
+    async def position_at(self, at: str) -> int:
+        return max((e.position for e in self.events if e.at <= at), default=0)
+
 
 class _MemoryTx:
     """The state as a transaction sees it; every change is journalled so it can be undone."""
@@ -106,30 +118,63 @@ class _MemoryTx:
             (q for q in self._store.queues.values() if not q.deleted), key=lambda q: q.name
         )
 
+    def deleted_queue(self, name: str) -> QueueState | None:
+        deleted = [q for q in self._store.queues.values() if q.name == name and q.deleted]
+        return max(deleted, key=lambda q: q.queue_id, default=None)
+
+    def group(self, queue_id: int, group_id: str) -> GroupState | None:
+        return self._store.groups.get((queue_id, group_id))
+
+    def waiting(self, queue_id: int, group_id: str, after: int, limit: int) -> list[MessageState]:
+        found = [
+            m
+            for m in self._of_queue(queue_id, "waiting")
+            if m.group_id == group_id and m.position > after
+        ]
+        return found[: max(limit, 0)]
+
+    def purge(self, position: int) -> PurgeRecord | None:
+        return self._store.purges.get(position)
+
+    def purged_by(self, queue_id: int, purge: int) -> list[MessageState]:
+        return [m for m in self._of_queue(queue_id, "purged") if m.purged_by == purge]
+
+    def idempotency(self, subject: str, key: str) -> IdempotencyRecord | None:
+        return self._store.idempotency.get((subject, key))
+
+    def available(self, queue_id: int, now: int, after: int, limit: int) -> list[MessageState]:
+        found = [
+            m
+            for m in self._of_queue(queue_id, "ready", "waiting")
+            if m.visible_at <= now and m.position > after
+        ]
+        return found[:limit]
+
     def message(self, message_id: str) -> MessageState | None:
         return self._store.messages.get(message_id)
 
     def dedup(self, queue_id: int, dedup_id: str) -> DedupEntry | None:
         return self._store.dedup.get((queue_id, dedup_id))
 
-    def _of_queue(self, queue_id: int, status: str) -> list[MessageState]:
+    def _of_queue(self, queue_id: int, *statuses: str) -> list[MessageState]:
         return sorted(
             (
                 m
                 for m in self._store.messages.values()
-                if m.queue_id == queue_id and m.status == status
+                if m.queue_id == queue_id and m.status in statuses
             ),
             key=lambda m: m.position,
         )
 
     def receivable(self, queue_id: int, now: int, limit: int) -> list[MessageState]:
-        return [m for m in self._of_queue(queue_id, "ready") if m.visible_at <= now][:limit]
+        ready = [m for m in self._of_queue(queue_id, "ready") if m.visible_at <= now]
+        return sorted(ready, key=lambda m: (m.rank, m.position))[:limit]
 
     def due(
         self, queue_id: int, now: int, published_before: int, limit: int
     ) -> tuple[list[MessageState], list[MessageState]]:
         due = [m for m in self._of_queue(queue_id, "leased") if m.visible_at <= now]
-        ready = self._of_queue(queue_id, "ready")
+        ready = self._of_queue(queue_id, "ready", "waiting")
         stale = sorted(
             (m for m in ready if m.published_at <= published_before),
             key=lambda m: (m.published_at, m.position),
@@ -162,11 +207,14 @@ class _MemoryTx:
             raise ValueError(f"event at {event.position}, but the next is {self.next_position}")
         self._store.events.append(event)
 
-    def prune_dedup(self, now: int) -> int:
-        stale = [key for key, entry in self._store.dedup.items() if entry.expires_at <= now]
-        for key in stale:
-            self._set(self._store.dedup, key, _MISSING)
-        return len(stale)
+    def prune(self, now: int) -> int:
+        pruned = 0
+        for table in (self._store.dedup, self._store.idempotency):
+            stale = [key for key, entry in table.items() if entry.expires_at <= now]
+            for key in stale:
+                self._set(table, key, _MISSING)
+            pruned += len(stale)
+        return pruned
 
     def apply(self, changes: Sequence[Change]) -> None:
         for change in changes:
@@ -178,8 +226,15 @@ class _MemoryTx:
                 self._set(self._store.queues, queue.queue_id, queue)
             case PutMessage(message):
                 self._set(self._store.messages, message.message_id, message)
+            case PutGroup(group):
+                self._set(self._store.groups, (group.queue_id, group.group_id), group)
             case PutDedup(entry):
                 self._set(self._store.dedup, (entry.queue_id, entry.dedup_id), entry)
+            case PutPurge(purge):
+                self._set(self._store.purges, purge.position, purge)
+            case PutIdempotency(record):
+                held = (record.subject, record.idempotency_key)
+                self._set(self._store.idempotency, held, record)
             case PurgeMessages(queue_id, position):
                 for message in list(self._store.messages.values()):
                     if (
@@ -187,8 +242,14 @@ class _MemoryTx:
                         and message.status in LIVE
                         and message.position < position
                     ):
-                        purged = msgspec.structs.replace(message, status="purged")
+                        purged = msgspec.structs.replace(
+                            message, status="purged", purged_by=position
+                        )
                         self._set(self._store.messages, message.message_id, purged)
+                for group_key in [k for k in self._store.groups if k[0] == queue_id]:
+                    self._set(self._store.groups, group_key, _MISSING)
+            case _:
+                assert_never(change)
 
     def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
         self._journal.append((table, key, table.get(key, _MISSING)))

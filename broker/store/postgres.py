@@ -311,6 +311,9 @@ class PostgresEventStore:
     async def head(self) -> int:
         return await self.database.snapshot(sql.head)
 
+    async def position_at(self, at: str) -> int:
+        return await self.database.snapshot(lambda c: sql.position_at(c, at))
+
 
 def head_payload(head: int, queues: Iterable[str]) -> str:
     """``"<head> <queue> <queue> ..."``; just the head when the queues would not fit (every

@@ -15,10 +15,16 @@ from broker.events import MessagePublished, StoredEvent
 from broker.state import (
     Change,
     DedupEntry,
+    GroupState,
+    IdempotencyRecord,
     MessageState,
     PurgeMessages,
+    PurgeRecord,
     PutDedup,
+    PutGroup,
+    PutIdempotency,
     PutMessage,
+    PutPurge,
     PutQueue,
     QueueState,
 )
@@ -77,17 +83,28 @@ MESSAGES: Final = Table(
     "broker_messages",
     MessageState,
     key=("message_id",),
-    # receive: ready by position; sweeper: due leases by time, retention by publish time.
+    # receive: ready by rank and position; redrive and listings: by position; sweeper: due
+    # leases by time, retention by publish time; a group's next messages; a purge's undo.
     indexes=(
         ("queue_id", "status", "position"),
+        ("queue_id", "status", "rank", "position"),
         ("queue_id", "status", "visible_at"),
         ("queue_id", "status", "published_at"),
+        ("queue_id", "group_id", "status", "position"),
+        ("queue_id", "purged_by"),
     ),
 )
+GROUPS: Final = Table("broker_groups", GroupState, key=("queue_id", "group_id"))
 DEDUP: Final = Table(
     "broker_dedup", DedupEntry, key=("queue_id", "dedup_id"), indexes=(("expires_at",),)
 )
-WRITE_SIDE: Final = (QUEUES, MESSAGES, DEDUP)
+PURGES: Final = Table("broker_purges", PurgeRecord, key=("position",))
+IDEMPOTENCY: Final = Table(
+    "broker_idempotency",
+    IdempotencyRecord,
+    key=("subject", "idempotency_key"),
+    indexes=(("expires_at",),),
+)
 
 
 # ---- the log ------------------------------------------------------------------------------
@@ -146,11 +163,20 @@ def head(conn: Sql) -> int:
     return int(conn.query("SELECT MAX(position) FROM events")[0][0] or 0)
 
 
+def position_at(conn: Sql, at: str) -> int:
+    # Times rise with positions (each writer's clock is made monotonic), so the latest time
+    # is the last position; walking the ``at`` index down finds it in one step.
+    rows = conn.query(
+        "SELECT position FROM events WHERE at <= ? ORDER BY at DESC, position DESC LIMIT 1", [at]
+    )
+    return int(rows[0][0]) if rows else 0
+
+
 # ---- the write-side state, inside the writer's transaction ---------------------------------
 
 # "+visible_at" keeps that term off the index: SQLite would otherwise pick the (queue_id,
-# status, visible_at) index and sort every ready message by position (10 ms at 100k ready);
-# walking (queue_id, status, position) stops after the limit.
+# status, visible_at) index and sort every ready message by rank (10 ms at 100k ready);
+# walking (queue_id, status, rank, position) stops after the limit.
 _RECEIVABLE: Final = (
     "SELECT "
     + ", ".join(f"m.{c}" for c in MESSAGES.columns)
@@ -159,7 +185,7 @@ _RECEIVABLE: Final = (
     # LEFT: a message published in this same transaction has its event still kept here
     + " FROM broker_messages m LEFT JOIN events e ON e.position = m.position"
     " WHERE m.queue_id = ? AND m.status = 'ready' AND +m.visible_at <= ?"
-    " ORDER BY m.position LIMIT ?"
+    " ORDER BY m.rank, m.position LIMIT ?"
 )
 
 # Due lease ends and retention expiries in one round trip: each part limited in a subquery of
@@ -170,13 +196,18 @@ _DUE: Final = (
     f"SELECT 0 AS part, * FROM ({MESSAGES.select} WHERE queue_id = ? AND status = 'leased'"
     " AND visible_at <= ? ORDER BY visible_at, position LIMIT ?) AS due"
     f" UNION ALL SELECT 1 AS part, * FROM ({MESSAGES.select} WHERE queue_id = ?"
-    " AND status = 'ready' AND published_at <= ? ORDER BY published_at, position LIMIT ?) AS stale"
+    " AND status IN ('ready', 'waiting') AND published_at <= ?"
+    " ORDER BY published_at, position LIMIT ?) AS stale"
     ") AS found ORDER BY part, CASE WHEN part = 0 THEN visible_at ELSE published_at END, position"
 )
 
 
 _PREFETCH: Final = 64
 """How many candidates the first receive of a queue in a batch reads."""
+
+
+def _receive_order(message: MessageState) -> tuple[int, int]:
+    return message.rank, message.position
 
 
 @dataclass
@@ -208,6 +239,7 @@ class SqlStateTx:
         self._messages_read: dict[str, MessageState] = {}
         self._bodies: dict[int, StoredEvent] = {}
         """message.published events read with their messages (by ``receivable``)."""
+        self._groups: dict[tuple[int, str], GroupState | None] = {}
         self._candidates: dict[int, _Candidates] = {}
         self._made_ready: dict[int, set[str]] = {}
         self._next_visible: dict[int, tuple[int, int | None]] = {}
@@ -230,6 +262,53 @@ class SqlStateTx:
     def queue_by_id(self, queue_id: int) -> QueueState | None:
         rows = self._conn.query(f"{QUEUES.select} WHERE queue_id = ?", [queue_id])
         return QUEUES.load(rows[0]) if rows else None
+
+    def deleted_queue(self, name: str) -> QueueState | None:
+        rows = self._conn.query(
+            f"{QUEUES.select} WHERE name = ? AND deleted ORDER BY queue_id DESC LIMIT 1", [name]
+        )
+        return QUEUES.load(rows[0]) if rows else None
+
+    def group(self, queue_id: int, group_id: str) -> GroupState | None:
+        key = (queue_id, group_id)
+        if key not in self._groups:
+            rows = self._conn.query(
+                f"{GROUPS.select} WHERE queue_id = ? AND group_id = ?", [queue_id, group_id]
+            )
+            self._groups[key] = GROUPS.load(rows[0]) if rows else None
+        return self._groups[key]
+
+    def waiting(self, queue_id: int, group_id: str, after: int, limit: int) -> list[MessageState]:
+        if limit <= 0:
+            return []
+        return self._messages(
+            "queue_id = ? AND group_id = ? AND status = 'waiting' AND position > ?"
+            " ORDER BY position LIMIT ?",
+            [queue_id, group_id, after, limit],
+        )
+
+    def purge(self, position: int) -> PurgeRecord | None:
+        rows = self._conn.query(f"{PURGES.select} WHERE position = ?", [position])
+        return PURGES.load(rows[0]) if rows else None
+
+    def purged_by(self, queue_id: int, purge: int) -> list[MessageState]:
+        return self._messages(
+            "queue_id = ? AND purged_by = ? AND status = 'purged' ORDER BY position",
+            [queue_id, purge],
+        )
+
+    def idempotency(self, subject: str, key: str) -> IdempotencyRecord | None:
+        rows = self._conn.query(
+            f"{IDEMPOTENCY.select} WHERE subject = ? AND idempotency_key = ?", [subject, key]
+        )
+        return IDEMPOTENCY.load(rows[0]) if rows else None
+
+    def available(self, queue_id: int, now: int, after: int, limit: int) -> list[MessageState]:
+        return self._messages(
+            "queue_id = ? AND status IN ('ready', 'waiting') AND +visible_at <= ?"
+            " AND position > ? ORDER BY position LIMIT ?",
+            [queue_id, now, after, limit],
+        )
 
     def live_queues(self) -> list[QueueState]:
         return QUEUES.load_all(self._conn.query(f"{QUEUES.select} WHERE NOT deleted ORDER BY name"))
@@ -303,11 +382,11 @@ class SqlStateTx:
             latest[message_id] = state
         ready = sorted(
             (m for m in latest.values() if m.status == "ready" and m.visible_at <= now),
-            key=lambda m: m.position,
+            key=_receive_order,
         )
         if not cache.complete:
-            horizon = cache.rows[-1].position if cache.rows else 0
-            ready = [m for m in ready if m.position <= horizon]
+            horizon = _receive_order(cache.rows[-1]) if cache.rows else (-1, 0)
+            ready = [m for m in ready if _receive_order(m) <= horizon]
             if len(ready) < limit:
                 return None
         return ready[:limit]
@@ -332,7 +411,7 @@ class SqlStateTx:
         self._write_messages()
         rows = self._conn.query(
             "SELECT COUNT(*) FROM broker_messages"
-            " WHERE queue_id = ? AND status IN ('ready', 'leased')",
+            " WHERE queue_id = ? AND status IN ('ready', 'waiting', 'leased')",
             [queue_id],
         )
         return int(rows[0][0])
@@ -399,8 +478,15 @@ class SqlStateTx:
                     if message.status == "ready":
                         self._made_ready.setdefault(message.queue_id, set()).add(message.message_id)
                         self._next_visible.pop(message.queue_id, None)
+                case PutGroup(group):
+                    self._groups[(group.queue_id, group.group_id)] = group
+                    self._conn.execute(GROUPS.upsert, GROUPS.values(group))
                 case PutDedup(entry):
                     self._conn.execute(DEDUP.upsert, DEDUP.values(entry))
+                case PutPurge(purge):
+                    self._conn.execute(PURGES.upsert, PURGES.values(purge))
+                case PutIdempotency(record):
+                    self._conn.execute(IDEMPOTENCY.upsert, IDEMPOTENCY.values(record))
                 case PurgeMessages(queue_id, position):
                     self._write_messages()
                     self._messages_read.clear()  # the UPDATE below changes rows read before
@@ -408,13 +494,20 @@ class SqlStateTx:
                     self._made_ready.pop(queue_id, None)
                     self._next_visible.pop(queue_id, None)
                     self._conn.execute(
-                        "UPDATE broker_messages SET status = 'purged' WHERE queue_id = ?"
-                        " AND status IN ('ready', 'leased') AND position < ?",
-                        [queue_id, position],
+                        "UPDATE broker_messages SET status = 'purged', purged_by = ?"
+                        " WHERE queue_id = ? AND status IN ('ready', 'waiting', 'leased')"
+                        " AND position < ?",
+                        [position, queue_id, position],
                     )
+                    # None of the queue's groups has a live message left.
+                    self._conn.execute("DELETE FROM broker_groups WHERE queue_id = ?", [queue_id])
+                    for key in [k for k in self._groups if k[0] == queue_id]:
+                        self._groups[key] = None
 
-    def prune_dedup(self, now: int) -> int:
-        return self._conn.execute("DELETE FROM broker_dedup WHERE expires_at <= ?", [now])
+    def prune(self, now: int) -> int:
+        return self._conn.execute(
+            "DELETE FROM broker_dedup WHERE expires_at <= ?", [now]
+        ) + self._conn.execute("DELETE FROM broker_idempotency WHERE expires_at <= ?", [now])
 
     def flush(self) -> None:
         """Write what is still kept here; the adapter calls it once, just before COMMIT."""

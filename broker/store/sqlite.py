@@ -322,6 +322,9 @@ class SqliteEventStore:
     async def head(self) -> int:
         return await self.database.snapshot(sql.head)
 
+    async def position_at(self, at: str) -> int:
+        return await self.database.snapshot(lambda c: sql.position_at(c, at))
+
 
 def write_transaction(
     conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], wait_s: float

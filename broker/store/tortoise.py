@@ -17,7 +17,7 @@ from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as tortoise_migrate
 
 from broker.store.postgres import conninfo, is_postgres, migration_lock
-from broker.store.sql import DEDUP, EVENTS, MESSAGES, QUEUES
+from broker.store.sql import DEDUP, EVENTS, GROUPS, IDEMPOTENCY, MESSAGES, PURGES, QUEUES
 from broker.store.tables import Table
 
 _SQLITE_PREFIXES: Final = ("sqlite://",)
@@ -36,7 +36,8 @@ class EventRow(models.Model):
     class Meta:
         app = "broker"
         table = "events"
-        indexes = (("queue", "position"), ("message_id", "position"))
+        # per queue (feeds, as-of reads), per message (history), by time (as-of a time)
+        indexes = (("queue", "position"), ("message_id", "position"), ("at",))
 
 
 def model_of(table: Table[Any], name: str, app: str, module: str) -> type[models.Model]:
@@ -92,7 +93,10 @@ def _field(kind: Any, options: dict[str, Any]) -> fields.Field[Any]:
 
 QueueRow = model_of(QUEUES, "QueueRow", "broker", __name__)
 MessageRow = model_of(MESSAGES, "MessageRow", "broker", __name__)
+GroupRow = model_of(GROUPS, "GroupRow", "broker", __name__)
 DedupRow = model_of(DEDUP, "DedupRow", "broker", __name__)
+PurgeRow = model_of(PURGES, "PurgeRow", "broker", __name__)
+IdempotencyRow = model_of(IDEMPOTENCY, "IdempotencyRow", "broker", __name__)
 assert tuple(EventRow._meta.fields_map) == EVENTS.columns, "events: the model and its rows differ"
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Outcome = Literal["ok", "exists", "invalid", "not_found", "lease_lost"]
+Entry = tuple[str, bytes, int | None, str | None, int, str | None]
 US = 1_000_000
 DEDUP_WINDOW = 300 * US
 
@@ -40,6 +41,8 @@ class Message:
     status: str = "ready"
     receipt: str | None = None
     receive_count: int = 0
+    priority: int = 4
+    group: str | None = None
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Model:
         self.messages: dict[str, Message] = {}
         self.seq = 0
         self.moves: list[Move] = []
+        self.purges: dict[int, tuple[Queue, list[Message]]] = {}  # purge id -> what it took
+        self.undone: set[int] = set()
 
     # ---- queues -------------------------------------------------------------------------
 
@@ -94,16 +99,55 @@ class Model:
         queue.alive = False
         return "ok"
 
-    def purge(self, name: str) -> Outcome | int:
+    def purge(self, name: str) -> Outcome | list[Message]:
         queue = self.live(name)
         if queue is None:
             return "not_found"
-        purged = 0
+        purged = []
         for message in self.messages.values():
             if message.queue is queue and message.status in ("ready", "leased"):
                 message.status = "purged"
-                purged += 1
+                message.receipt = None
+                purged.append(message)
         return purged
+
+    def purged(self, purge_id: int, queue: Queue, messages: list[Message]) -> None:
+        """The broker named the purge that took ``messages``."""
+        self.purges[purge_id] = (queue, messages)
+
+    def undo(self, name: str, purge_id: int, now: int) -> Outcome | tuple[int, int]:
+        """-> (restored, skipped): what the purge took comes back, but what outlived its
+        retention meanwhile; a second undo restores nothing."""
+        queue = self.live(name)
+        found = self.purges.get(purge_id)
+        if queue is None or found is None or found[0] is not queue:
+            return "not_found"
+        if purge_id in self.undone:
+            return 0, 0
+        self.undone.add(purge_id)
+        restored = skipped = 0
+        for message in found[1]:
+            if message.status != "purged":
+                continue
+            if self._expired(message, now):
+                skipped += 1
+                continue
+            message.status = "ready"
+            message.visible_at = now
+            restored += 1
+        return restored, skipped
+
+    def restore(self, name: str, now: int) -> Outcome:
+        if self.live(name):
+            return "exists"
+        queue = self.queues.get(name)
+        if queue is None:
+            return "not_found"
+        queue.alive = True
+        for message in self.messages.values():
+            if message.queue is queue and message.status == "ready" and self._expired(message, now):
+                message.status = "expired"
+        return "ok"
 
     # ---- messages -----------------------------------------------------------------------
 
@@ -115,21 +159,25 @@ class Model:
         attributes: dict[str, str],
         now: int,
         delay_s: int,
+        priority: int = 4,
+        group: str | None = None,
     ) -> Message:
         self.seq += 1
         message = Message(message_id, queue, body, attributes, self.seq, now, now + delay_s * US)
+        message.priority, message.group = priority, group
         self.messages[message_id] = message
         return message
 
     def publish(
-        self, name: str, entries: list[tuple[str, bytes, int | None, str | None]], now: int
+        self, name: str, entries: list[Entry], now: int
     ) -> Outcome | list[tuple[str, bool]]:
-        """entries: (id the broker gave it, body, delay_s, dedup_id) -> [(id, duplicate)]."""
+        """entries: (id the broker gave it, body, delay_s, dedup_id, priority, group) ->
+        [(id, duplicate)]."""
         queue = self.live(name)
         if queue is None:
             return "not_found"
         results: list[tuple[str, bool]] = []
-        for message_id, body, delay_s, dedup_id in entries:
+        for message_id, body, delay_s, dedup_id, priority, group in entries:
             if dedup_id is not None:
                 seen = queue.dedup.get(dedup_id)
                 if seen is not None and seen[1] + DEDUP_WINDOW > now:
@@ -137,7 +185,7 @@ class Model:
                     continue
                 queue.dedup[dedup_id] = (message_id, now)
             delay = queue.delay_s if delay_s is None else delay_s
-            self.add(queue, message_id, body, {}, now, delay)
+            self.add(queue, message_id, body, {}, now, delay, priority, group)
             results.append((message_id, False))
         return results
 
@@ -195,7 +243,8 @@ class Model:
                 if message.status == "ready" and self._expired(message, now):
                     message.status = "expired"
 
-    def _ready(self, queue: Queue, now: int) -> list[Message]:
+    def _available(self, queue: Queue, now: int) -> list[Message]:
+        """Every message of the queue that nothing holds back, by publish order."""
         return sorted(
             (
                 m
@@ -203,6 +252,39 @@ class Model:
                 if m.queue is queue and m.status == "ready" and m.visible_at <= now
             ),
             key=lambda m: m.seq,
+        )
+
+    def group_of(self, message: Message) -> list[Message]:
+        """The live messages of the message's group, by publish order."""
+        return sorted(
+            (
+                m
+                for m in self.messages.values()
+                if m.queue is message.queue
+                and m.group == message.group
+                and m.status in ("ready", "leased")
+            ),
+            key=lambda m: m.seq,
+        )
+
+    def _candidates(self, queue: Queue, now: int) -> list[Message]:
+        """What a receive may take first: higher priority first, then publish order; of a
+        group, only its first live message, and only while none of the group is leased."""
+        candidates = []
+        for message in self._available(queue, now):
+            if message.group is not None:
+                group = self.group_of(message)
+                if group[0] is not message or any(m.status == "leased" for m in group):
+                    continue
+            candidates.append(message)
+        return sorted(candidates, key=lambda m: (-m.priority, m.seq))
+
+    def _receivable(self, message: Message, now: int) -> bool:
+        return (
+            message.status == "ready"
+            and message.visible_at <= now
+            and not self._expired(message, now)
+            and self._dead_letter_target(message) is None
         )
 
     def receive(
@@ -215,7 +297,9 @@ class Model:
         self.sweep(now, only=name)
         timeout = queue.visibility_timeout_s if vt is None else vt
         delivered: list[Message] = []
-        for message in self._ready(queue, now)[:max_messages]:
+        for message in self._candidates(queue, now)[:max_messages]:
+            if len(delivered) == max_messages:
+                break
             if self._expired(message, now):
                 message.status = "expired"
                 continue
@@ -224,6 +308,12 @@ class Model:
                 self._move(message, target, "dead_lettered")
                 continue
             delivered.append(message)
+            if message.group is not None:
+                # The group goes in flight as one: its head and the ones right behind it.
+                for follower in self.group_of(message)[1:]:
+                    if len(delivered) == max_messages or not self._receivable(follower, now):
+                        break
+                    delivered.append(follower)
         for message, receipt in zip(delivered, receipts, strict=False):
             message.status = "leased"
             message.receive_count += 1
@@ -289,7 +379,7 @@ class Model:
             if named is None or named is queue:
                 return "invalid"
         moved = 0
-        for message in self._ready(queue, now)[:100]:
+        for message in self._available(queue, now)[:100]:
             if self._expired(message, now):
                 continue
             target = named
@@ -304,4 +394,7 @@ class Model:
 
     def adopt(self, move: Move, new_id: str, now: int) -> None:
         """The broker made the copy ``move`` asked for, with id ``new_id``."""
-        self.add(move.target, new_id, move.source.body, move.attributes, now, 0)
+        source = move.source
+        self.add(
+            move.target, new_id, source.body, move.attributes, now, 0, source.priority, source.group
+        )

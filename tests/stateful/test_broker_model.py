@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+from collections import Counter as Counter_
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +42,27 @@ from broker.commands import (
     QueueSettings,
     ReceiveMessages,
     RedriveMessages,
+    RestoreQueue,
     Sweep,
+    UndoPurge,
 )
 from broker.decide import (
     AckReply,
     ExtendReply,
     PublishReply,
     PurgeReply,
+    QueueReply,
     ReceiveReply,
     RedriveReply,
     Reply,
+    UndoReply,
 )
 from broker.errors import (
     BrokerError,
     InvalidCommandError,
     LeaseLostError,
     MessageNotFoundError,
+    PurgeNotFoundError,
     QueueExistsError,
     QueueNotFoundError,
 )
@@ -66,6 +74,7 @@ from broker.store.postgres import PostgresDatabase, PostgresEventStore
 from broker.store.sql import Database
 from broker.store.sqlite import SqliteDatabase, SqliteEventStore
 from broker.writer import Writer
+from projections import as_of
 from projections.models import views_file
 from projections.runner import ProjectionRunner
 from projections.views.messages import MESSAGE_VIEWS
@@ -85,7 +94,10 @@ _OUTCOME_OF: dict[type[BrokerError], Outcome] = {
     QueueNotFoundError: "not_found",
     MessageNotFoundError: "not_found",
     LeaseLostError: "lease_lost",
+    PurgeNotFoundError: "not_found",
 }
+PRIORITIES = st.sampled_from([0, 4, 9])
+GROUPS = st.none() | st.sampled_from(["g1", "g2"])
 
 
 class BrokerMachine(RuleBasedStateMachine):
@@ -106,7 +118,9 @@ class BrokerMachine(RuleBasedStateMachine):
         self.leases: list[tuple[str, str, str]] = []  # (queue, message id, receipt) handed out
         self.lease_ends: dict[str, int | None] = {}  # receipt -> when it ends (None: released)
         self.acked: set[str] = set()
+        self.lease_batch: dict[str, int] = {}  # receipt -> which receive handed it out
         self.seen = 0  # the log positions already folded into the model
+        self.past: dict[int, Past] = {}  # position -> what the model said right after it
 
     def make_store(self) -> EventStore:
         raise NotImplementedError
@@ -166,6 +180,8 @@ class BrokerMachine(RuleBasedStateMachine):
         for source, new_id in made.items():
             self.model.adopt(expected[source], new_id, self.now)
         self.model.moves.clear()
+        # The model, now whole, is what an as-of read of this position must say.
+        self.past.setdefault(self.seen, Past.of(self.model))
 
     # ---- rules --------------------------------------------------------------------------
 
@@ -221,24 +237,36 @@ class BrokerMachine(RuleBasedStateMachine):
     @rule(
         name=NAMES,
         entries=st.lists(
-            st.tuples(st.none() | SECONDS, st.none() | st.sampled_from(["d1", "d2"])),
+            st.tuples(
+                st.none() | SECONDS, st.none() | st.sampled_from(["d1", "d2"]), PRIORITIES, GROUPS
+            ),
             min_size=1,
             max_size=3,
         ),
     )
-    def publish(self, name: str, entries: list[tuple[int | None, str | None]]) -> None:
+    def publish(
+        self, name: str, entries: list[tuple[int | None, str | None, int, str | None]]
+    ) -> None:
         messages = []
-        for i, (delay, dedup) in enumerate(entries):
+        for i, (delay, dedup, priority, group) in enumerate(entries):
             body = msgspec.json.encode({"n": self.model.seq + i})
             messages.append(
                 NewMessage(
-                    message_id=self.ids(), body=msgspec.Raw(body), delay_s=delay, dedup_id=dedup
+                    message_id=self.ids(),
+                    body=msgspec.Raw(body),
+                    delay_s=delay,
+                    dedup_id=dedup,
+                    priority=priority,
+                    group_id=group,
                 )
             )
         got = self.run(PublishMessages(queue=name, messages=tuple(messages)))
         expected = self.model.publish(
             name,
-            [(m.message_id, bytes(m.body), m.delay_s, m.dedup_id) for m in messages],
+            [
+                (m.message_id, bytes(m.body), m.delay_s, m.dedup_id, m.priority, m.group_id)
+                for m in messages
+            ],
             self.now,
         )
         if isinstance(got, str):
@@ -257,8 +285,11 @@ class BrokerMachine(RuleBasedStateMachine):
         expected = self.model.receive(name, count, vt, self.now, [m.receipt for m in got.messages])
         assert isinstance(expected, list)
         assert [m.id for m in got.messages] == [m.id for m in expected]
+        batch = len(self.leases)
         for delivered, message in zip(got.messages, expected, strict=True):
             assert bytes(delivered.body) == message.body
+            assert (delivered.priority, delivered.group_id) == (message.priority, message.group)
+            self.lease_batch[delivered.receipt] = batch
             assert delivered.attributes == message.attributes
             assert delivered.receive_count == message.receive_count
             # Never two live leases: every earlier lease of this message has ended by now,
@@ -330,7 +361,26 @@ class BrokerMachine(RuleBasedStateMachine):
     def purge(self, name: str) -> None:
         got = self.run(PurgeQueue(queue=name))
         expected = self.model.purge(name)
-        assert (got.purged if isinstance(got, PurgeReply) else got) == expected
+        if isinstance(got, PurgeReply):
+            assert isinstance(expected, list)
+            assert got.purged == len(expected)
+            queue = self.model.live(name)
+            assert queue is not None
+            self.model.purged(got.position, queue, expected)
+        else:
+            assert got == expected
+
+    @rule(name=NAMES, data=st.data())
+    def undo_purge(self, name: str, data: st.DataObject) -> None:
+        purge = data.draw(st.sampled_from([*self.model.purges, 1]))  # 1: never a purge
+        got = self.run(UndoPurge(queue=name, purge=purge))
+        expected = self.model.undo(name, purge, self.now)
+        assert ((got.restored, got.skipped) if isinstance(got, UndoReply) else got) == expected
+
+    @rule(name=NAMES)
+    def restore(self, name: str) -> None:
+        got = self.run(RestoreQueue(queue=name))
+        assert ("ok" if isinstance(got, QueueReply) else got) == self.model.restore(name, self.now)
 
     @rule(name=NAMES)
     def delete(self, name: str) -> None:
@@ -352,9 +402,9 @@ class BrokerMachine(RuleBasedStateMachine):
         for message_id, state in zip(ids, states, strict=True):
             model: Message = self.model.messages[message_id]
             assert state is not None, message_id
-            assert (state.status, state.receive_count) == (model.status, model.receive_count), (
-                message_id
-            )
+            # "waiting": a group's message behind its head (the model works that out itself).
+            status = "ready" if state.status == "waiting" else state.status
+            assert (status, state.receive_count) == (model.status, model.receive_count), message_id
             if message_id in self.acked:
                 assert state.status == "acked"
 
@@ -377,15 +427,113 @@ class BrokerMachine(RuleBasedStateMachine):
             assert state is not None
             view = viewed[message_id]
             assert (view.status, view.receive_count, view.visible_at) == (
-                state.status,
+                "ready" if state.status == "waiting" else state.status,
                 state.receive_count,
                 state.visible_at,
             ), message_id
 
     @invariant()
+    def a_group_is_in_flight_from_one_receive_at_most(self) -> None:
+        """While any message of a group is leased, no other receive got one of that group."""
+        ids = list(self.model.messages)
+        states = self.loop.run(self.store.transact(lambda tx: [tx.message(i) for i in ids]))
+        receives: dict[tuple[int, str], set[int]] = {}
+        for message_id, state in zip(ids, states, strict=True):
+            assert state is not None
+            if state.group_id is None or state.status != "leased":
+                continue
+            receipt = self.model.messages[message_id].receipt
+            assert receipt is not None
+            receives.setdefault((state.queue_id, state.group_id), set()).add(
+                self.lease_batch[receipt]
+            )
+        assert all(len(batches) == 1 for batches in receives.values()), receives
+
+    @precondition(lambda self: self.past)
+    @rule(data=st.data())
+    def read_the_past(self, data: st.DataObject) -> None:
+        """An as-of read of any position so far, of every queue and of its messages, says
+        what the model said right after that position."""
+        position = data.draw(st.sampled_from(sorted(self.past)))
+        then = self.past[position]
+        self.loop.run(self.runner.catch_up())
+        found = self.loop.run(self.store.read_positions([position]))
+        now = to_us(datetime.fromisoformat(found[0].at)) if found else 0
+        for name in ("a", "b", "c", "dlq"):
+            queue = self.loop.run(as_of.get_queue(self.views, name, position, now))
+            if name not in then.queues:
+                assert queue is None, (name, position)
+                continue
+            assert queue is not None, (name, position)
+            expected = then.statuses(name, now)
+            page = self.loop.run(
+                as_of.list_messages(
+                    self.views,
+                    self.store,
+                    name,
+                    position=position,
+                    status=None,
+                    after=None,
+                    limit=500,
+                    now=now,
+                )
+            )
+            assert {m.id: (m.status, m.receive_count) for m in page.messages} == expected
+            counts = Counter_(status for status, _ in expected.values())
+            stats = queue.stats
+            assert (stats.available, stats.delayed, stats.in_flight) == (
+                counts["available"],
+                counts["delayed"],
+                counts["in_flight"],
+            ), (name, position)
+            if expected:
+                message_id = data.draw(st.sampled_from(sorted(expected)))
+                one = self.loop.run(
+                    as_of.get_message(self.views, self.store, name, message_id, position, now)
+                )
+                assert one is not None
+                assert (one.status, one.receive_count) == expected[message_id]
+                assert all(entry.position <= position for entry in one.history)
+
+    @invariant()
     def positions_are_contiguous(self) -> None:
         positions = [e.position for e in self.loop.run(self.store.read(0, 1_000_000))]
         assert positions == list(range(1, len(positions) + 1))
+
+
+@dataclass(frozen=True)
+class Past:
+    """What the model said right after one position: the live queues, and per message its
+    queue, status, visible_at and receive count."""
+
+    queues: frozenset[str]
+    messages: dict[str, tuple[str, str, int, int]]
+
+    @classmethod
+    def of(cls, model: Model) -> Past:
+        live = frozenset(name for name, q in model.queues.items() if q.alive)
+        return cls(
+            live,
+            {
+                m.id: (m.queue.name, m.status, m.visible_at, m.receive_count)
+                for m in model.messages.values()
+                if m.queue.alive
+            },
+        )
+
+    def statuses(self, queue: str, now: int) -> dict[str, tuple[str, int]]:
+        """The queue's messages with their public status at ``now``, and receive counts."""
+        return {
+            message_id: (_public(status, visible_at, now), count)
+            for message_id, (name, status, visible_at, count) in self.messages.items()
+            if name == queue
+        }
+
+
+def _public(status: str, visible_at: int, now: int) -> str:
+    if status == "ready":
+        return "available" if visible_at <= now else "delayed"
+    return "in_flight" if status == "leased" else status
 
 
 class MemoryBroker(BrokerMachine):

@@ -80,6 +80,8 @@ def test_the_public_json_has_the_envelope_and_the_events_own_fields(
     assert public["queue"] == whole.pop("queue")
     assert public["message_id"] == whole.pop("message_id", None)
     whole.pop("at")
+    if whole.get("trace", 0) is None:
+        del whole["trace"]  # absent from the stored JSON when the command carried none
     assert public["data"] == whole
 
 
