@@ -18,6 +18,7 @@ _AT_PATH: Final = re.compile(
     r"^(?P<text>.*?)(?: - at `key` in `\$(?P<keypath>[^`]*)`| - at `\$(?P<path>[^`]*)`)?$",
     re.DOTALL,
 )
+_KEPT: Final = "cairn.body"
 _UNKNOWN_FIELD: Final = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
 _MISSING_FIELD: Final = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
 
@@ -32,6 +33,11 @@ def is_json(content_type: str | None) -> bool:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The body, read once and kept: what an idempotency key's fingerprint read, the route
+    reads again."""
+    kept: bytes | None = request.scope.get(_KEPT)
+    if kept is not None:
+        return kept
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json(content_type):
         raise ApiError(415, f"Content-Type must be application/json, not {content_type!r}")
@@ -45,6 +51,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     body = b"".join(chunks)
     if body and content_type is None:
         raise ApiError(415, "a request body needs Content-Type: application/json")
+    request.scope[_KEPT] = body
     return body
 
 

@@ -11,8 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api import idempotency, tracing
 from api.auth import Action, Principal
 from api.problems import ApiError
+from api.services import services
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -27,8 +29,8 @@ class Endpoint:
     body: Any = None
     query: Any = None
     responses: Mapping[int, Any] = field(default_factory=dict)
-    """Status → response type (None: no body). Error statuses are added by the OpenAPI
-    builder from ``errors``."""
+    """Status → response type (None: no body; a tuple: one of these). Error statuses are
+    added by the OpenAPI builder from ``errors``."""
     errors: tuple[int, ...] = ()
     stream: bool = False
     """A Server-Sent-Events response (``text/event-stream``)."""
@@ -37,25 +39,51 @@ class Endpoint:
     permission: Action | None = None
     """What the caller's token must allow, on the ``{name}`` queue when the path has one.
     None: not behind the gate (operational endpoints)."""
+    idempotent: bool = True
+    """A command route that takes ``Idempotency-Key`` (every POST/PATCH/DELETE under ``/v1``
+    but receive, which says False: a repeated receive is another receive)."""
+
+    @property
+    def is_command(self) -> bool:
+        return self.method in ("POST", "PATCH", "DELETE") and self.path.startswith("/v1/")
 
     def guarded(self) -> Handler:
-        """The handler, behind the scope check this endpoint asks for."""
-        handler = self.handler
+        """The handler, behind the scope check this endpoint asks for (and, on a command
+        route, with the request's trace context and under its idempotency key)."""
+        handler = self.command() if self.is_command else self.handler
         permission = self.permission
         if permission is None:
             return handler
 
         async def guarded(request: Request) -> Response:
             if not principal(request).may(permission, request.path_params.get("name")):
-                raise ApiError(
-                    403,
-                    "the token's scope does not allow this",
-                    headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
-                    slug="insufficient-scope",
-                )
+                raise forbidden()
             return await handler(request)
 
         return guarded
+
+    def command(self) -> Handler:
+        handler, idempotent = self.handler, self.idempotent
+
+        async def command(request: Request) -> Response:
+            token = tracing.CURRENT.set(tracing.trace_of(request.headers))
+            try:
+                if not idempotent:
+                    return await handler(request)
+                running = services(request)
+                return await idempotency.run(
+                    handler,
+                    request,
+                    subject=principal(request).subject,
+                    limit=running.settings.max_request_bytes,
+                    inflight=running.inflight,
+                    recall=running.writer.recall,
+                    keep=running.writer.record_answer,
+                )
+            finally:
+                tracing.CURRENT.reset(token)
+
+        return command
 
 
 def routes(endpoints: list[Endpoint]) -> list[Route]:
@@ -119,6 +147,7 @@ class Endpoints:
         stream: bool = False,
         body_optional: bool = False,
         permission: Action | None = None,
+        idempotent: bool = True,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.items.append(
@@ -135,6 +164,7 @@ class Endpoints:
                     stream=stream,
                     body_optional=body_optional,
                     permission=permission,
+                    idempotent=idempotent,
                 )
             )
             return handler

@@ -32,7 +32,8 @@ def build(endpoints: Sequence[Endpoint], *, title: str, version: str, auth: bool
     types: list[Any] = [Problem]
     for endpoint in endpoints:
         types += [t for t in (endpoint.body, endpoint.query) if t is not None]
-        types += [t for t in endpoint.responses.values() if t is not None]
+        for answer in endpoint.responses.values():
+            types += answer if isinstance(answer, tuple) else [answer] if answer else []
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
     by_type = dict(zip(types, schemas, strict=True))
 
@@ -88,6 +89,9 @@ def _responses(endpoint: Endpoint, by_type: dict[Any, Any]) -> dict[str, Any]:
         entry: dict[str, Any] = {"description": "OK" if status < 300 else "Error"}
         if endpoint.stream:
             entry["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+        elif isinstance(type_, tuple):  # one of several shapes (a redrive, or its dry run)
+            schema = {"oneOf": [by_type[t] for t in type_]}
+            entry["content"] = {"application/json": {"schema": schema}}
         elif type_ is not None:
             entry["content"] = {"application/json": {"schema": by_type[type_]}}
         responses[str(status)] = entry

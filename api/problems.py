@@ -31,9 +31,11 @@ _TITLES: Final[dict[int, str]] = {
 _STATUS_OF: Final[dict[type[errors.BrokerError], int]] = {
     errors.QueueNotFoundError: 404,
     errors.MessageNotFoundError: 404,
+    errors.PurgeNotFoundError: 404,
     errors.QueueExistsError: 409,
     errors.LeaseLostError: 409,
     errors.InvalidCommandError: 422,
+    errors.IdempotencyKeyReusedError: 422,
     errors.StoreUnavailableError: 503,
 }
 
@@ -97,7 +99,9 @@ def from_broker(error: errors.BrokerError, *, entries: str | None = None) -> Api
     status = _STATUS_OF.get(type(error), 500)
     field_errors = None
     if error.field is not None:
-        if error.entry is not None and entries is not None:
+        if error.field.startswith("header."):
+            where = error.field
+        elif error.entry is not None and entries is not None:
             where = f"{entries}[{error.entry}].{error.field}"
         else:
             where = f"body.{error.field}"

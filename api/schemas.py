@@ -10,16 +10,20 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from broker.commands import (
+    DEFAULT_PRIORITY,
     Attributes,
     DedupId,
     Delay,
+    GroupId,
     MaxReceiveCount,
     MessageId,
     NackDelay,
+    Priority,
     QueueName,
     QueueSettings,
     Reason,
     Receipt,
+    RedriveFilter,
     Retention,
     VisibilityTimeout,
     WaitSeconds,
@@ -52,6 +56,8 @@ class PublishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     attributes: Attributes = {}
     delay_s: Delay | None = None
     dedup_id: DedupId | None = None
+    priority: Priority = DEFAULT_PRIORITY
+    group_id: GroupId | None = None
 
 
 class BatchPublishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -95,6 +101,16 @@ class PurgeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class RedriveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     to: QueueName | None = None
     max: Annotated[int, Meta(ge=1, le=1000)] = 100
+    where: RedriveFilter | None = None
+    dry_run: bool = False
+
+
+class UndoPurgeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """No options: an empty body, or ``{}``."""
+
+
+class RestoreQueueRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """No options: an empty body, or ``{}``."""
 
 
 PublishResponse = Published
@@ -125,11 +141,25 @@ class BatchAckResponse(msgspec.Struct):
 class PurgeResponse(msgspec.Struct):
     purged: int
     position: int
+    purge_id: str
+    """What ``POST /v1/queues/{name}/purges/{purge_id}/undo`` names."""
+
+
+class UndoPurgeResponse(msgspec.Struct):
+    restored: int
+    skipped: int
+    position: int
 
 
 class RedriveResponse(msgspec.Struct):
     moved: int
     position: int
+
+
+class DryRunResponse(msgspec.Struct):
+    would_move: int
+    sample: list[str]
+    """Up to 10 of the ids that would move."""
 
 
 class QueueList(msgspec.Struct):
@@ -151,7 +181,26 @@ class ReadQuery(msgspec.Struct, kw_only=True):
     min_position: MinPosition | None = None
 
 
-class MessageListQuery(ReadQuery, kw_only=True):
+AsOf = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        description="Read the past: a position, or an RFC 3339 time (the last event then).",
+        # In the document only: api/past.py parses it, with errors that say what is wrong.
+        extra_json_schema={
+            "pattern": r"^(?:[0-9]{1,19}|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+            r"(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2}))$"
+        },
+    ),
+]
+
+
+class AsOfQuery(ReadQuery, kw_only=True):
+    as_of: AsOf | None = None
+
+
+class MessageListQuery(AsOfQuery, kw_only=True):
     status: PublicStatus | None = None
     after: MessageId | None = None
     limit: Annotated[int, Meta(ge=1, le=500)] = 50

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Final, TypeVar
 
+import msgspec
 import structlog
 from starlette.requests import Request
 
+from api import idempotency, tracing
 from api.body import decode, read_body
 from api.metrics import Metrics
 from api.problems import ApiError, from_broker
@@ -22,6 +24,7 @@ from api.settings import Settings
 from broker.commands import AnyCommand
 from broker.decide import Reply
 from broker.errors import BrokerError
+from broker.idempotency import Replay
 from broker.notify import QueueSignals, Watermark
 from broker.ports import EventStore
 from broker.store.sql import Database
@@ -48,6 +51,7 @@ class Services:
     tail: LogTail
     redis: Redis | None = None
     publisher: RedisStreamPublisher | None = None
+    inflight: idempotency.InFlight = field(default_factory=idempotency.InFlight)
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -104,11 +108,26 @@ class Services:
         return decode(raw, type_, field_prefix=field_prefix, empty_ok=empty_ok)
 
     async def execute(self, command: AnyCommand, *, entries: str | None = None) -> Reply:
-        """Run a command; its refusal as the API's problem (``entries``: see ``from_broker``)."""
+        """Run a command; its refusal as the API's problem (``entries``: see ``from_broker``).
+        Under an idempotency key (``api/idempotency.py``) the key goes with it, and a key
+        seen before answers the first run's answer instead (``Replayed``)."""
+        trace = tracing.CURRENT.get()
+        if trace is not None:
+            command = msgspec.structs.replace(command, trace=trace)
+        pending = idempotency.PENDING.get()
+        claim = None
+        if pending is not None:
+            if pending.replay is not None:
+                return pending.replay
+            if not pending.ran:
+                claim, pending.ran = pending.claim, True
         try:
-            return await self.writer.execute(command)
+            outcome = await self.writer.execute(command, claim)
         except BrokerError as error:
             raise from_broker(error, entries=entries) from None
+        if isinstance(outcome, Replay):
+            raise idempotency.Replayed(outcome.record)
+        return outcome
 
     async def read_position(self, min_position: int | None, projection: str = VIEWS) -> int:
         """Wait (bounded) until ``projection`` has applied ``min_position``; return where it

@@ -64,6 +64,8 @@ class MessageSummary(msgspec.Struct, kw_only=True):
     receive_count: int
     published_at: datetime
     visible_at: datetime
+    priority: int
+    group_id: str | None
 
 
 class MessageResource(MessageSummary, kw_only=True):
@@ -107,7 +109,7 @@ def _stats(conn: Sql, queue_ids: list[int], now: int) -> dict[int, Stats]:
     return {r[0]: (int(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows}
 
 
-def _resource(row: QueueViewRow, stats: Stats, now: int) -> QueueResource:
+def resource(row: QueueViewRow, stats: Stats, now: int) -> QueueResource:
     available, delayed, in_flight, oldest = stats
     return QueueResource(
         name=row.name,
@@ -138,7 +140,7 @@ def _queues(conn: Sql, now: int, name: str | None = None) -> list[QueueResource]
     else:
         rows = QUEUE_VIEWS.load_all(conn.query(_LIVE_QUEUES + " AND name = ?", [name]))
     stats = _stats(conn, [r.queue_id for r in rows], now)
-    return [_resource(r, stats.get(r.queue_id, _NO_STATS), now) for r in rows]
+    return [resource(r, stats.get(r.queue_id, _NO_STATS), now) for r in rows]
 
 
 async def list_queues(views: Database, now: int) -> list[QueueResource]:
@@ -184,12 +186,12 @@ class _BodyOnly(msgspec.Struct):
 _body_decoder: Final = msgspec.json.Decoder(_BodyOnly)
 
 
-def _bodies(events: list[StoredEvent]) -> dict[int, msgspec.Raw]:
+def bodies(events: list[StoredEvent]) -> dict[int, msgspec.Raw]:
     """Message bodies by publish position, sliced out of the log without parsing them."""
     return {stored.position: _body_decoder.decode(stored.data).body for stored in events}
 
 
-def _summary(row: MessageViewRow, body: msgspec.Raw, now: int) -> MessageSummary:
+def summary(row: MessageViewRow, body: msgspec.Raw, now: int) -> MessageSummary:
     return MessageSummary(
         id=row.message_id,
         queue=row.queue,
@@ -199,6 +201,8 @@ def _summary(row: MessageViewRow, body: msgspec.Raw, now: int) -> MessageSummary
         receive_count=row.receive_count,
         published_at=from_us(row.published_at),
         visible_at=from_us(row.visible_at),
+        priority=row.priority,
+        group_id=row.group_id,
     )
 
 
@@ -221,14 +225,23 @@ async def get_message(
     row = await views.snapshot(lambda conn: _message_row(conn, queue, message_id))
     if row is None:
         return None
-    history = await store.read_message(message_id)
+    return await message_resource(store, row, now)
+
+
+async def message_resource(
+    store: EventStore, row: MessageViewRow, now: int, until: int | None = None
+) -> MessageResource:
+    """The message of ``row`` with its history (up to ``until``, for a read of the past): the
+    events that name it and the purge that removed it, if one did."""
+    history = [
+        e for e in await store.read_message(row.message_id) if until is None or e.position <= until
+    ]
     if row.purged_position is not None:
         history += await store.read_positions([row.purged_position])
         history.sort(key=lambda stored: stored.position)
-    body = _bodies([e for e in history if e.position == row.position])
-    summary = _summary(row, body[row.position], now)
+    body = bodies([e for e in history if e.position == row.position])
     return MessageResource(
-        **msgspec.structs.asdict(summary),
+        **msgspec.structs.asdict(summary(row, body[row.position], now)),
         history=[
             HistoryEntry(position=e.position, type=e.type, at=e.at, data=msgspec.Raw(e.data))
             for e in history
@@ -280,8 +293,8 @@ async def list_messages(
     rows = await views.snapshot(lambda conn: _message_rows(conn, queue, status, after, limit, now))
     more = len(rows) > limit
     rows = rows[:limit]
-    bodies = _bodies(await store.read_positions([r.position for r in rows]))
+    by_position = bodies(await store.read_positions([r.position for r in rows]))
     return MessagePage(
-        messages=[_summary(r, bodies[r.position], now) for r in rows],
+        messages=[summary(r, by_position[r.position], now) for r in rows],
         next=rows[-1].message_id if more else None,
     )

@@ -11,6 +11,7 @@ from typing import Final, Literal
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api import past
 from api.body import check_depth, parse_query
 from api.endpoints import Endpoints, principal
 from api.problems import ApiError, FieldError
@@ -19,6 +20,7 @@ from api.routes.queues import now_us, queue_name, read_query
 from api.schemas import (
     AckRequest,
     AckResult,
+    AsOfQuery,
     BatchAckRequest,
     BatchAckResponse,
     BatchPublishRequest,
@@ -52,7 +54,7 @@ from broker.decide import (
     ReceiveReply,
 )
 from broker.state import to_us
-from projections import queries
+from projections import as_of, queries
 from projections.queries import MessagePage, MessageResource
 
 endpoints = Endpoints("messages")
@@ -86,6 +88,8 @@ def _new_message(s: Services, req: PublishRequest, field: str, nesting: int) -> 
         attributes=req.attributes,
         delay_s=req.delay_s,
         dedup_id=req.dedup_id,
+        priority=req.priority,
+        group_id=req.group_id,
     )
 
 
@@ -147,6 +151,7 @@ async def publish_batch(request: Request) -> Response:
     responses={200: ReceiveResponse},
     errors=(404, 413, 415, 422),
     permission="consume",
+    idempotent=False,
 )
 async def receive(request: Request) -> Response:
     s = services(request)
@@ -312,8 +317,8 @@ async def extend(request: Request) -> Response:
 @endpoints.add(
     "GET",
     "/v1/queues/{name}/messages/{id}",
-    "A message, its status and its full history",
-    query=ReadQuery,
+    "A message, its status and its history, now or as of a position or time",
+    query=AsOfQuery,
     responses={200: MessageResource},
     errors=(404, 422),
     permission="read",
@@ -322,13 +327,20 @@ async def get_message(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
     message_id = _message_id(request)
-    at = await s.read_position(read_query(request).min_position)
+    query = parse_query(request, AsOfQuery)
+    when = ""
     try:
-        found = await queries.get_message(s.views, s.store, name, message_id, now_us())
+        if query.as_of is not None:
+            then = await past.resolve(s, query.as_of, query.min_position)
+            at, when = then.position, f" at position {then.position}"
+            found = await as_of.get_message(s.views, s.store, name, message_id, at, then.now)
+        else:
+            at = await s.read_position(query.min_position)
+            found = await queries.get_message(s.views, s.store, name, message_id, now_us())
     except queries.QueueMissing:
-        raise ApiError(404, f"queue {name!r} does not exist") from None
+        raise ApiError(404, f"queue {name!r} does not exist{when}") from None
     if found is None:
-        raise ApiError(404, f"message {message_id!r} not found in queue {name!r}")
+        raise ApiError(404, f"message {message_id!r} not found in queue {name!r}{when}")
     return json_response(found, position=at)
 
 
@@ -355,7 +367,7 @@ async def find_message(request: Request) -> Response:
 @endpoints.add(
     "GET",
     "/v1/queues/{name}/messages",
-    "List a queue's messages, oldest first",
+    "List a queue's messages, oldest first, now or as of a position or time",
     query=MessageListQuery,
     responses={200: MessagePage},
     errors=(404, 422),
@@ -365,19 +377,34 @@ async def list_messages(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
     query = parse_query(request, MessageListQuery)
-    at = await s.read_position(query.min_position)
+    when = ""
     try:
-        page = await queries.list_messages(
-            s.views,
-            s.store,
-            name,
-            status=query.status,
-            after=query.after,
-            limit=query.limit,
-            now=now_us(),
-        )
+        if query.as_of is not None:
+            then = await past.resolve(s, query.as_of, query.min_position)
+            at, when = then.position, f" at position {then.position}"
+            page = await as_of.list_messages(
+                s.views,
+                s.store,
+                name,
+                position=at,
+                status=query.status,
+                after=query.after,
+                limit=query.limit,
+                now=then.now,
+            )
+        else:
+            at = await s.read_position(query.min_position)
+            page = await queries.list_messages(
+                s.views,
+                s.store,
+                name,
+                status=query.status,
+                after=query.after,
+                limit=query.limit,
+                now=now_us(),
+            )
     except queries.QueueMissing:
-        raise ApiError(404, f"queue {name!r} does not exist") from None
+        raise ApiError(404, f"queue {name!r} does not exist{when}") from None
     except queries.CursorUnknown:
         raise ApiError(
             404,

@@ -1,4 +1,5 @@
-"""Queue management: create, list, read, update, soft-delete, purge, redrive."""
+"""Queue management: create, list, read, update, soft-delete and restore, purge and undo,
+redrive."""
 
 from __future__ import annotations
 
@@ -10,18 +11,25 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api import past
 from api.body import parse_query
 from api.endpoints import Endpoints, principal
 from api.problems import ApiError
 from api.responses import json_response, no_content
 from api.schemas import (
+    INT64_MAX,
+    AsOfQuery,
     CreateQueueRequest,
+    DryRunResponse,
     PurgeRequest,
     PurgeResponse,
     QueueList,
     ReadQuery,
     RedriveRequest,
     RedriveResponse,
+    RestoreQueueRequest,
+    UndoPurgeRequest,
+    UndoPurgeResponse,
     UpdateQueueRequest,
 )
 from api.services import Services, services
@@ -32,11 +40,13 @@ from broker.commands import (
     PurgeQueue,
     QueueSettings,
     RedriveMessages,
+    RestoreQueue,
+    UndoPurge,
     UpdateQueue,
 )
-from broker.decide import PurgeReply, QueueReply, RedriveReply
+from broker.decide import DryRunReply, PurgeReply, QueueReply, RedriveReply, UndoReply
 from broker.state import to_us
-from projections import queries
+from projections import as_of, queries
 from projections.queries import QueueResource, QueueStats
 
 endpoints = Endpoints("queues")
@@ -138,8 +148,8 @@ async def list_queues(request: Request) -> Response:
 @endpoints.add(
     "GET",
     "/v1/queues/{name}",
-    "Read a queue and its stats",
-    query=ReadQuery,
+    "Read a queue and its stats, now or as of a position or time",
+    query=AsOfQuery,
     responses={200: QueueResource},
     errors=(404, 422),
     permission="read",
@@ -147,7 +157,14 @@ async def list_queues(request: Request) -> Response:
 async def get_queue(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
-    at = await s.read_position(read_query(request).min_position)
+    query = parse_query(request, AsOfQuery)
+    if query.as_of is not None:
+        then = await past.resolve(s, query.as_of, query.min_position)
+        resource = await as_of.get_queue(s.views, name, then.position, then.now)
+        if resource is None:
+            raise ApiError(404, f"queue {name!r} did not exist at position {then.position}")
+        return json_response(resource, position=then.position)
+    at = await s.read_position(query.min_position)
     resource = await queries.get_queue(s.views, name, now_us())
     if resource is None:
         raise ApiError(404, f"queue {name!r} does not exist")
@@ -208,7 +225,59 @@ async def purge_queue(request: Request) -> Response:
     reply = await s.execute(PurgeQueue(queue=name))
     assert isinstance(reply, PurgeReply)
     at = await _settle(s, reply.position)
-    return json_response(PurgeResponse(reply.purged, reply.position), position=at)
+    return json_response(
+        PurgeResponse(reply.purged, reply.position, str(reply.position)), position=at
+    )
+
+
+def _purge_id(request: Request) -> int:
+    """A purge's id is its event's position; anything else names no purge."""
+    text: str = request.path_params["purge_id"]
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= INT64_MAX:
+        raise ApiError(404, f"no purge {text!r} of this queue", slug="purge-not-found")
+    return int(text)
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/purges/{purge_id}/undo",
+    "Make what a purge removed available again",
+    body=UndoPurgeRequest,
+    body_optional=True,
+    responses={200: UndoPurgeResponse},
+    errors=(404, 413, 415, 422),
+    permission="manage",
+)
+async def undo_purge(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    purge = _purge_id(request)
+    await s.request_body(request, UndoPurgeRequest, empty_ok=True)
+    reply = await s.execute(UndoPurge(queue=name, purge=purge))
+    assert isinstance(reply, UndoReply)
+    at = await _settle(s, reply.position)
+    return json_response(
+        UndoPurgeResponse(reply.restored, reply.skipped, reply.position), position=at
+    )
+
+
+@endpoints.add(
+    "POST",
+    "/v1/queues/{name}/restore",
+    "Bring a soft-deleted queue back, with its messages",
+    body=RestoreQueueRequest,
+    body_optional=True,
+    responses={200: QueueResource},
+    errors=(404, 409, 413, 415, 422),
+    permission="manage",
+)
+async def restore_queue(request: Request) -> Response:
+    s = services(request)
+    name = queue_name(request)
+    await s.request_body(request, RestoreQueueRequest, empty_ok=True)
+    reply = await s.execute(RestoreQueue(queue=name))
+    assert isinstance(reply, QueueReply)
+    return await _queue_after(s, name, reply.position, 200)
 
 
 @endpoints.add(
@@ -217,7 +286,7 @@ async def purge_queue(request: Request) -> Response:
     "Move available messages to another queue",
     body=RedriveRequest,
     body_optional=True,
-    responses={200: RedriveResponse},
+    responses={200: (RedriveResponse, DryRunResponse)},
     errors=(404, 413, 415, 422),
     permission="manage",
 )
@@ -225,6 +294,10 @@ async def redrive(request: Request) -> Response:
     s = services(request)
     name = queue_name(request)
     req = await s.request_body(request, RedriveRequest, empty_ok=True)
-    reply = await s.execute(RedriveMessages(queue=name, to=req.to, max=req.max))
+    reply = await s.execute(
+        RedriveMessages(queue=name, to=req.to, max=req.max, where=req.where, dry_run=req.dry_run)
+    )
+    if isinstance(reply, DryRunReply):
+        return json_response(DryRunResponse(reply.would_move, reply.sample))
     assert isinstance(reply, RedriveReply)
     return json_response(RedriveResponse(reply.moved, reply.position))

@@ -18,6 +18,7 @@ from broker.events import (
     MessageNacked,
     MessagePublished,
     MessageRedriven,
+    MessageRestored,
 )
 from broker.state import Id, Int32, Name, to_us
 from broker.store.tables import Table
@@ -38,6 +39,8 @@ class MessageViewRow(msgspec.Struct):
     position: int
     updated_position: int
     purged_position: int | None = None
+    priority: Int32 = 4
+    group_id: Annotated[str, Meta(max_length=128)] | None = None
 
 
 MESSAGE_VIEWS: Final = Table(
@@ -65,10 +68,13 @@ def new_message_row(event: MessagePublished, queue_id: int, position: int) -> Me
         visible_at=at + event.delay_s * 1_000_000,
         position=position,
         updated_position=position,
+        priority=event.priority,
+        group_id=event.group_id,
     )
 
 
 TRANSITIONS: Final = (
+    MessageRestored,
     MessageLeased,
     MessageAcked,
     MessageNacked,
@@ -81,7 +87,8 @@ TRANSITIONS: Final = (
 """The events that change a message already published (what the projector loads rows for)."""
 
 Transition: TypeAlias = (
-    MessageLeased
+    MessageRestored
+    | MessageLeased
     | MessageAcked
     | MessageNacked
     | MessageLeaseExtended
@@ -116,6 +123,10 @@ def apply_message_event(row: MessageViewRow, event: Transition, position: int) -
             row.status = "expired"
         case MessageRedriven():
             row.status = "redriven"
+        case MessageRestored():
+            row.status = "ready"
+            row.purged_position = None
+            row.visible_at = to_us(event.at)
         case _:
             assert_never(event)
 

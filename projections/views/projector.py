@@ -2,7 +2,8 @@
 its checkpoint, so queue totals and message statuses always agree with each other.
 
 A batch is folded in memory (pure functions in ``queues.py`` and ``messages.py``) and written
-back with one statement per kind of change, in the runner's one-hop transaction.
+back with one statement per kind of change, in the runner's one-hop transaction, with the
+version each event made of each row it changed (``history.py``, for as-of reads).
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from broker.events import (
     MessageNacked,
     MessagePublished,
     MessageRedriven,
+    MessageRestored,
     QueueCreated,
     QueueDeleted,
     QueuePurged,
+    QueuePurgeUndone,
+    QueueRestored,
     QueueUpdated,
     StoredEvent,
 )
 from broker.store.sql import Sql
-from projections.views import messages, queues
+from projections.views import history, messages, queues
+from projections.views.history import MESSAGE_VERSIONS, QUEUE_VERSIONS
 from projections.views.messages import MESSAGE_VIEWS, MessageViewRow
 from projections.views.queues import QUEUE_VIEWS, QueueViewRow
 
@@ -35,7 +40,7 @@ _CHUNK: Final = 500
 
 class ViewsProjector:
     name: Final = "views"
-    tables: Final = (QUEUE_VIEWS, MESSAGE_VIEWS)
+    tables: Final = (QUEUE_VIEWS, MESSAGE_VIEWS, QUEUE_VERSIONS, MESSAGE_VERSIONS)
 
     def apply(self, conn: Sql, batch: list[StoredEvent]) -> None:
         decoded = [(stored.position, stored.event()) for stored in batch]
@@ -45,36 +50,54 @@ class ViewsProjector:
             event.message_id for _, event in decoded if isinstance(event, messages.TRANSITIONS)
         }
         rows = _load_messages(conn, wanted)
+        # A purge changes every live message of its queue, so each gets its version: load
+        # them (purges are rare; a purge's own transaction wrote a row per message too).
+        purged = {
+            names[e.queue] for _, e in decoded if isinstance(e, QueuePurged) and e.queue in names
+        }
+        for queue_id in purged:
+            for live in _live_messages(conn, queue_id):
+                rows.setdefault(live.message_id, live)
         changed_queues: set[int] = set()
         changed_messages: set[str] = set()
-        purges: list[tuple[int, int]] = []
+        versions = history.Versions()
 
         for position, event in decoded:
-            if isinstance(event, QueueCreated):
-                row = queues.apply_queue_event(None, event, position)
-                live_queues[row.queue_id] = row
-                names[row.name] = row.queue_id
-                changed_queues.add(row.queue_id)
+            if isinstance(event, QueueCreated | QueueRestored):
+                made = (
+                    queues.apply_queue_event(None, event, position)
+                    if isinstance(event, QueueCreated)
+                    else queues.apply_queue_event(_deleted(conn, event.queue), event, position)
+                )
+                live_queues[made.queue_id] = made
+                names[made.name] = made.queue_id
+                changed_queues.add(made.queue_id)
+                versions.queue(made, position)
                 continue
             queue_id = names[event.queue]
-            queues.apply_queue_event(live_queues[queue_id], event, position)
+            queue = queues.apply_queue_event(live_queues[queue_id], event, position)
             changed_queues.add(queue_id)
             match event:
-                case QueueUpdated():
-                    pass  # settings only: the queue's row, above
+                case QueueUpdated() | QueuePurgeUndone():
+                    versions.queue(queue, position)  # restored messages follow, each its own
                 case QueueDeleted():
                     del names[event.queue]
+                    versions.queue(queue, position)
                 case QueuePurged():
-                    purges.append((queue_id, position))
+                    versions.queue(queue, position)
                     for message in rows.values():
                         if message.queue_id == queue_id and message.status in messages.LIVE:
                             messages.purge_row(message, position)
                             changed_messages.add(message.message_id)
+                            versions.message(message, position)
                 case MessagePublished():
-                    rows[event.message_id] = messages.new_message_row(event, queue_id, position)
+                    published = messages.new_message_row(event, queue_id, position)
+                    rows[event.message_id] = published
                     changed_messages.add(event.message_id)
+                    versions.message(published, position)
                 case (
-                    MessageLeased()
+                    MessageRestored()
+                    | MessageLeased()
                     | MessageAcked()
                     | MessageNacked()
                     | MessageLeaseExtended()
@@ -83,20 +106,14 @@ class ViewsProjector:
                     | MessageExpired()
                     | MessageRedriven()
                 ):
-                    messages.apply_message_event(rows[event.message_id], event, position)
+                    message = rows[event.message_id]
+                    messages.apply_message_event(message, event, position)
                     changed_messages.add(event.message_id)
+                    versions.message(message, position)
                 case _:
                     assert_never(event)
 
-        # Purge the stored rows first; rows this batch touched are written back afterwards
-        # with their folded state, which already accounts for the purge where it applies.
-        for queue_id, position in purges:
-            conn.execute(
-                "UPDATE message_views SET status = 'purged', purged_position = ?,"
-                " updated_position = ? WHERE queue_id = ? AND status IN ('ready', 'leased')"
-                " AND position < ?",
-                [position, position, queue_id, position],
-            )
+        versions.write(conn)
         if changed_queues:
             conn.executemany(
                 QUEUE_VIEWS.upsert, [QUEUE_VIEWS.values(live_queues[q]) for q in changed_queues]
@@ -114,6 +131,20 @@ class ViewsProjector:
 def _load_queues(conn: Sql) -> dict[int, QueueViewRow]:
     found = QUEUE_VIEWS.load_all(conn.query(f"{QUEUE_VIEWS.select} WHERE NOT deleted"))
     return {row.queue_id: row for row in found}
+
+
+def _deleted(conn: Sql, name: str) -> QueueViewRow:
+    rows = conn.query(
+        f"{QUEUE_VIEWS.select} WHERE name = ? AND deleted ORDER BY queue_id DESC LIMIT 1", [name]
+    )
+    if not rows:
+        raise LookupError(f"queue.restored for a queue never deleted: {name}")
+    return QUEUE_VIEWS.load(rows[0])
+
+
+def _live_messages(conn: Sql, queue_id: int) -> list[MessageViewRow]:
+    sql = f"{MESSAGE_VIEWS.select} WHERE queue_id = ? AND status IN ('ready', 'leased')"
+    return MESSAGE_VIEWS.load_all(conn.query(sql, [queue_id]))
 
 
 def _load_messages(conn: Sql, ids: set[str]) -> dict[str, MessageViewRow]:

@@ -17,9 +17,12 @@ from broker.events import (
     MessageNacked,
     MessagePublished,
     MessageRedriven,
+    MessageRestored,
     QueueCreated,
     QueueDeleted,
     QueuePurged,
+    QueuePurgeUndone,
+    QueueRestored,
     QueueUpdated,
 )
 from broker.state import Int32, Name, to_us
@@ -81,6 +84,9 @@ def apply_queue_event(row: QueueViewRow | None, event: AnyEvent, position: int) 
         case QueueDeleted():
             row.deleted = True
             row.updated_at = to_us(event.at)
+        case QueueRestored():
+            row.deleted = False
+            row.updated_at = to_us(event.at)
         case QueuePurged():
             row.purged_total += event.purged
         case MessagePublished():
@@ -93,6 +99,8 @@ def apply_queue_event(row: QueueViewRow | None, event: AnyEvent, position: int) 
             row.expired_total += 1
         case (
             QueueCreated()
+            | QueuePurgeUndone()
+            | MessageRestored()
             | MessageLeased()
             | MessageNacked()
             | MessageLeaseExtended()
