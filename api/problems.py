@@ -34,6 +34,7 @@ _STATUS_OF: Final[dict[type[errors.BrokerError], int]] = {
     errors.PurgeNotFoundError: 404,
     errors.QueueExistsError: 409,
     errors.LeaseLostError: 409,
+    errors.MessageTooLargeError: 413,
     errors.InvalidCommandError: 422,
     errors.IdempotencyKeyReusedError: 422,
     errors.StoreUnavailableError: 503,

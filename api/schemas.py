@@ -15,6 +15,7 @@ from broker.commands import (
     DedupId,
     Delay,
     GroupId,
+    MaxMessageBytes,
     MaxReceiveCount,
     MessageId,
     NackDelay,
@@ -23,8 +24,11 @@ from broker.commands import (
     QueueSettings,
     Reason,
     Receipt,
+    ReceiveWait,
+    RedriveAllowPolicy,
     RedriveFilter,
     Retention,
+    Tags,
     VisibilityTimeout,
     WaitSeconds,
 )
@@ -49,6 +53,11 @@ class UpdateQueueRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     retention_s: Retention | UnsetType = UNSET
     max_receive_count: MaxReceiveCount | UnsetType | None = UNSET
     dead_letter_queue: QueueName | UnsetType | None = UNSET
+    max_message_bytes: MaxMessageBytes | UnsetType = UNSET
+    receive_wait_s: ReceiveWait | UnsetType = UNSET
+    content_based_dedup: bool | UnsetType = UNSET
+    tags: Tags | UnsetType = UNSET
+    redrive_allow_policy: RedriveAllowPolicy | UnsetType | None = UNSET
 
 
 class PublishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -9,7 +9,7 @@ from typing import Annotated, Final, TypeAlias
 import msgspec
 from msgspec import Meta
 
-from broker.events import Trace
+from broker.events import Trace, TypedAttribute
 
 # "(?!\n)": Python's "$" also matches before a final newline, so without it "orders\n" would
 # pass as a name (and as a different queue that a scope for "orders" also matches). In the
@@ -46,6 +46,23 @@ GroupId = Annotated[
     ),
 ]
 DEFAULT_PRIORITY: Final = 4
+MaxMessageBytes = Annotated[
+    int, Meta(ge=1024, le=1048576, description="The largest message body the queue takes.")
+]
+ReceiveWait = Annotated[
+    int, Meta(ge=0, le=20, description="How long a receive waits when it does not say.")
+]
+TagKey = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[\w\s.:/=+\-@]+$(?!\n)")]
+TagValue = Annotated[str, Meta(max_length=256, pattern=r"^[\w\s.:/=+\-@]*$(?!\n)")]
+Tags = Annotated[dict[TagKey, TagValue], Meta(max_length=50)]
+RedriveAllowPolicy = Annotated[
+    str,
+    Meta(
+        max_length=4096,
+        description="Which queues may name this one as their dead-letter queue (SQS's JSON).",
+    ),
+]
+DEFAULT_MAX_MESSAGE_BYTES: Final = 262144
 
 
 class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +71,14 @@ class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
     retention_s: Retention = 1209600
     max_receive_count: MaxReceiveCount | None = None
     dead_letter_queue: QueueName | None = None
+    max_message_bytes: MaxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES
+    receive_wait_s: ReceiveWait = 0
+    fifo: bool = False
+    """Set at creation only; the name must end in ``.fifo``; every message needs a group."""
+    content_based_dedup: bool = False
+    """FIFO only: a message without a dedup id is deduplicated by its body's SHA-256."""
+    tags: Tags = {}
+    redrive_allow_policy: RedriveAllowPolicy | None = None
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,7 +94,7 @@ class CreateQueue(Command, frozen=True, kw_only=True):
 class UpdateQueue(Command, frozen=True, kw_only=True):
     """``changes`` holds only the settings the client named (a PATCH)."""
 
-    changes: dict[str, int | str | None]
+    changes: dict[str, int | str | bool | dict[str, str] | None]
 
 
 class DeleteQueue(Command, frozen=True, kw_only=True):
@@ -88,6 +113,10 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
     dedup_id: str | None = None
     priority: int = DEFAULT_PRIORITY
     group_id: str | None = None
+    typed_attributes: dict[str, TypedAttribute] = {}
+    size: int | None = None
+    """The message's size as its door counts it against the queue's ``max_message_bytes``
+    (SQS: body and attributes); None: the JSON body's bytes."""
 
 
 class PublishMessages(Command, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ returns, a reply can name the positions its events will get before they are appe
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from broker.commands import (
     DeleteQueue,
     ExtendLease,
     NackMessage,
+    NewMessage,
     PublishMessages,
     PurgeQueue,
     QueueSettings,
@@ -38,6 +40,7 @@ from broker.errors import (
     InvalidCommandError,
     LeaseLostError,
     MessageNotFoundError,
+    MessageTooLargeError,
     PurgeNotFoundError,
     QueueExistsError,
     QueueNotFoundError,
@@ -61,9 +64,10 @@ from broker.events import (
     QueueRestored,
     QueueUpdated,
     Trace,
+    TypedAttribute,
 )
-from broker.ids import lease_of
-from broker.state import MessageState, QueueState, StateView, from_us, to_us
+from broker.ids import lease_of, receipt_for
+from broker.state import SETTINGS, MessageState, QueueState, StateView, from_us, to_us
 
 _REDRIVE_CHUNK: Final = 500
 _DRY_RUN_SAMPLE: Final = 10
@@ -73,6 +77,7 @@ SOURCE_MESSAGE_ID = "source_message_id"
 RESERVED_ATTRIBUTES = frozenset({SOURCE_QUEUE, SOURCE_MESSAGE_ID})
 """Set by the broker on dead-lettering, trusted by redrive: publishers may not set them."""
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
+FIFO_SUFFIX: Final = ".fifo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,8 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     group_id: str | None
     trace: Trace | None = None
     """The publishing request's trace context, so the consumer can continue its trace."""
+    typed_attributes: dict[str, TypedAttribute] = {}
+    dedup_id: str | None = None
 
 
 class ReceiveReply(msgspec.Struct, frozen=True):
@@ -264,18 +271,33 @@ def _create(view: StateView, command: CreateQueue, ctx: Context) -> Decision:
         raise QueueExistsError(f"queue {command.queue!r} already exists", field="name")
     settings = command.settings
     _check_dead_letter(view, command.queue, settings)
+    _check_fifo(command.queue, settings)
     event = QueueCreated(at=ctx.now, queue=command.queue, **msgspec.structs.asdict(settings))
     return Decision([event], QueueReply(command.queue, view.next_position))
 
 
 def _settings_of(queue: QueueState) -> QueueSettings:
-    return QueueSettings(
-        visibility_timeout_s=queue.visibility_timeout_s,
-        delay_s=queue.delay_s,
-        retention_s=queue.retention_s,
-        max_receive_count=queue.max_receive_count,
-        dead_letter_queue=queue.dead_letter_queue,
+    settings = {name: getattr(queue, name) for name in SETTINGS}
+    settings["tags"] = msgspec.json.decode(queue.tags)
+    # SQLite hands booleans back as 0 and 1; the events must say true and false.
+    settings["fifo"], settings["content_based_dedup"] = (
+        bool(queue.fifo),
+        bool(queue.content_based_dedup),
     )
+    return QueueSettings(**settings)
+
+
+def _check_fifo(name: str, settings: QueueSettings) -> None:
+    """SQS's rules, for either door: a FIFO queue's name ends in ``.fifo`` (and only a FIFO
+    queue's), and content-based deduplication is a FIFO setting."""
+    if settings.fifo != name.endswith(FIFO_SUFFIX):
+        raise InvalidCommandError(
+            f"a FIFO queue's name ends in {FIFO_SUFFIX!r}, and only a FIFO queue's", field="fifo"
+        )
+    if settings.content_based_dedup and not settings.fifo:
+        raise InvalidCommandError(
+            "content_based_dedup is for FIFO queues only", field="content_based_dedup"
+        )
 
 
 def _update(view: StateView, command: UpdateQueue, ctx: Context) -> Decision:
@@ -284,7 +306,10 @@ def _update(view: StateView, command: UpdateQueue, ctx: Context) -> Decision:
     updated = msgspec.structs.replace(current, **command.changes)
     if updated == current:
         return Decision([], QueueReply(queue.name, view.next_position - 1))
+    if updated.fifo != current.fifo:
+        raise InvalidCommandError("fifo is set when a queue is created", field="fifo")
     _check_dead_letter(view, queue.name, updated)
+    _check_fifo(queue.name, updated)
     event = QueueUpdated(at=ctx.now, queue=queue.name, **msgspec.structs.asdict(updated))
     return Decision([event], QueueReply(queue.name, view.next_position))
 
@@ -301,11 +326,16 @@ def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decisio
                 field="attributes",
                 entry=index,
             )
+        _check_message(queue, message, index)
     now = ctx.now_us
     events: list[AnyEvent] = []
     results: list[Published] = []
     first_in_batch: dict[str, Published] = {}
     for message in command.messages:
+        if queue.content_based_dedup and message.dedup_id is None:
+            message = msgspec.structs.replace(
+                message, dedup_id=hashlib.sha256(message.body).hexdigest()
+            )
         if message.dedup_id is not None:
             earlier = first_in_batch.get(message.dedup_id)
             if earlier is not None:
@@ -327,6 +357,7 @@ def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decisio
                 dedup_id=message.dedup_id,
                 priority=message.priority,
                 group_id=message.group_id,
+                typed_attributes=message.typed_attributes,
             )
         )
         published = Published(message.message_id, position, False)
@@ -334,6 +365,31 @@ def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decisio
         if message.dedup_id is not None:
             first_in_batch[message.dedup_id] = published
     return Decision(events, PublishReply(results))
+
+
+def _check_message(queue: QueueState, message: NewMessage, index: int) -> None:
+    size = len(message.body) if message.size is None else message.size
+    if size > queue.max_message_bytes:
+        raise MessageTooLargeError(
+            f"the message is {size} bytes; queue {queue.name!r} takes at most"
+            f" {queue.max_message_bytes} (max_message_bytes)",
+            field="body",
+            entry=index,
+        )
+    if queue.fifo:
+        if message.group_id is None:
+            raise InvalidCommandError(
+                f"queue {queue.name!r} is a FIFO queue: every message needs a group_id",
+                field="group_id",
+                entry=index,
+            )
+        if message.dedup_id is None and not queue.content_based_dedup:
+            raise InvalidCommandError(
+                f"FIFO queue {queue.name!r} has no content-based deduplication: every message"
+                " needs a dedup_id",
+                field="dedup_id",
+                entry=index,
+            )
 
 
 def _retention_passed(queue: QueueState, message: MessageState, now: int) -> bool:
@@ -445,7 +501,7 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
                     break  # it takes its turn as the head, where those are dealt with
                 group.append(follower)
         for leased in group:
-            receipt = ctx.new_receipt()
+            receipt = receipt_for(leased.message_id, ctx.new_receipt())
             events.append(
                 MessageLeased(
                     at=ctx.now,
@@ -471,6 +527,8 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
             priority=bodies[message.position].priority,
             group_id=message.group_id,
             trace=bodies[message.position].trace,
+            typed_attributes=bodies[message.position].typed_attributes,
+            dedup_id=bodies[message.position].dedup_id,
         )
         for message, receipt in taken
     ]

@@ -31,6 +31,10 @@ class PurgeNotFoundError(BrokerError):
     """No purge with that id in that queue."""
 
 
+class MessageTooLargeError(BrokerError):
+    """A message over its queue's ``max_message_bytes``."""
+
+
 class LeaseLostError(BrokerError):
     """The receipt no longer holds the message's lease (expired, re-leased, acked or purged)."""
 

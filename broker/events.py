@@ -18,6 +18,15 @@ from typing import Any, Final, TypeAlias
 import msgspec
 
 
+class TypedAttribute(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One typed message attribute: ``data_type`` is ``String``, ``Number`` or ``Binary``,
+    optionally followed by ``.<custom type>``; Binary values are base64."""
+
+    data_type: str
+    string_value: str | None = None
+    binary_value: str | None = None
+
+
 class Trace(msgspec.Struct, frozen=True, omit_defaults=True):
     """The W3C trace context of the request whose command appended an event."""
 
@@ -38,6 +47,13 @@ class QueueCreated(Event, frozen=True, kw_only=True, tag="queue.created"):
     retention_s: int
     max_receive_count: int | None = None
     dead_letter_queue: str | None = None
+    # v1.1 (the SQS door's settings); absent from events written before, hence the defaults.
+    max_message_bytes: int = 262144
+    receive_wait_s: int = 0
+    fifo: bool = False
+    content_based_dedup: bool = False
+    tags: dict[str, str] = {}
+    redrive_allow_policy: str | None = None
 
 
 class QueueUpdated(Event, frozen=True, kw_only=True, tag="queue.updated"):
@@ -48,6 +64,12 @@ class QueueUpdated(Event, frozen=True, kw_only=True, tag="queue.updated"):
     retention_s: int
     max_receive_count: int | None = None
     dead_letter_queue: str | None = None
+    max_message_bytes: int = 262144
+    receive_wait_s: int = 0
+    fifo: bool = False
+    content_based_dedup: bool = False
+    tags: dict[str, str] = {}
+    redrive_allow_policy: str | None = None
 
 
 class QueueDeleted(Event, frozen=True, kw_only=True, tag="queue.deleted"):
@@ -87,6 +109,8 @@ class MessagePublished(MessageEvent, frozen=True, kw_only=True, tag="message.pub
     group_id: str | None = None
     reason: str | None = None
     """Set by the broker on a copy it publishes into a dead-letter queue: why it moved."""
+    typed_attributes: dict[str, TypedAttribute] = {}
+    """Typed attributes (SQS's MessageAttributes), kept exactly as sent."""
 
 
 class LeaseEvent(MessageEvent, frozen=True, kw_only=True):

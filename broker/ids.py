@@ -36,6 +36,18 @@ def new_receipt() -> str:
     return secrets.token_urlsafe(18)
 
 
+def receipt_for(message_id: str, secret: str) -> str:
+    """A lease's receipt: the secret, then the message id, so that a door whose settle calls
+    carry only the receipt (SQS's DeleteMessage) finds the message without an index."""
+    return f"{secret}.{message_id}"
+
+
+def message_of(receipt: str) -> str | None:
+    """The message id a receipt names, if it is one this broker issued."""
+    secret, dot, message_id = receipt.rpartition(".")
+    return message_id if dot and secret and message_id else None
+
+
 def lease_of(receipt: str) -> str:
     """The lease a receipt holds, as events and the write-side state name it: a digest, so that
     only the receive answer ever carries the receipt itself (anyone who may read the log or a

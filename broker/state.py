@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Final, Literal, Protocol, TypeAlias, assert_never
+from typing import Annotated, Any, Final, Literal, Protocol, TypeAlias, assert_never
 
 import msgspec
 from msgspec import Meta
 
-from broker.commands import DEDUP_WINDOW_S
+from broker.commands import DEDUP_WINDOW_S, QueueSettings
 from broker.events import (
     AnyEvent,
     MessageAcked,
@@ -51,6 +51,7 @@ Status: TypeAlias = Literal[
 LIVE: Final[tuple[Status, ...]] = ("ready", "waiting", "leased")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PRIORITY: Final = 9
+SETTINGS: Final = QueueSettings.__struct_fields__
 
 
 def to_us(at: datetime) -> int:
@@ -97,6 +98,13 @@ class QueueState(msgspec.Struct, frozen=True):
     created_at: int
     updated_at: int
     deleted: bool = False
+    max_message_bytes: Int32 = 262144
+    receive_wait_s: Int32 = 0
+    fifo: bool = False
+    content_based_dedup: bool = False
+    tags: str = "{}"
+    """JSON: a column holds text, not a mapping."""
+    redrive_allow_policy: str | None = None
 
 
 class MessageState(msgspec.Struct, frozen=True):
@@ -287,6 +295,14 @@ class StateTx(StateView, Protocol):
         return how many."""
 
 
+def stored_settings(event: QueueCreated | QueueUpdated) -> dict[str, Any]:
+    """A queue event's settings as rows keep them (the write side's and the read models'):
+    every setting under its own name, the tags as JSON text."""
+    settings = {name: getattr(event, name) for name in SETTINGS}
+    settings["tags"] = msgspec.json.encode(event.tags).decode()
+    return settings
+
+
 def evolve(view: StateView, event: AnyEvent, position: int) -> list[Change]:
     """The state changes one event makes. Pure: reads ``view``, returns changes."""
     at = to_us(event.at)
@@ -297,30 +313,16 @@ def evolve(view: StateView, event: AnyEvent, position: int) -> list[Change]:
                     QueueState(
                         queue_id=position,
                         name=event.queue,
-                        visibility_timeout_s=event.visibility_timeout_s,
-                        delay_s=event.delay_s,
-                        retention_s=event.retention_s,
-                        max_receive_count=event.max_receive_count,
-                        dead_letter_queue=event.dead_letter_queue,
                         created_at=at,
                         updated_at=at,
+                        **stored_settings(event),
                     )
                 )
             ]
         case QueueUpdated():
             queue = _live_queue(view, event.queue)
             return [
-                PutQueue(
-                    msgspec.structs.replace(
-                        queue,
-                        visibility_timeout_s=event.visibility_timeout_s,
-                        delay_s=event.delay_s,
-                        retention_s=event.retention_s,
-                        max_receive_count=event.max_receive_count,
-                        dead_letter_queue=event.dead_letter_queue,
-                        updated_at=at,
-                    )
-                )
+                PutQueue(msgspec.structs.replace(queue, updated_at=at, **stored_settings(event)))
             ]
         case QueueDeleted():
             queue = _live_queue(view, event.queue)

@@ -45,6 +45,12 @@ class QueueResource(msgspec.Struct, kw_only=True):
     retention_s: int
     max_receive_count: int | None
     dead_letter_queue: str | None
+    max_message_bytes: int
+    receive_wait_s: int
+    fifo: bool
+    content_based_dedup: bool
+    tags: dict[str, str]
+    redrive_allow_policy: str | None
     stats: QueueStats
 
 
@@ -121,6 +127,12 @@ def resource(row: QueueViewRow, stats: Stats, now: int) -> QueueResource:
         retention_s=row.retention_s,
         max_receive_count=row.max_receive_count,
         dead_letter_queue=row.dead_letter_queue,
+        max_message_bytes=row.max_message_bytes,
+        receive_wait_s=row.receive_wait_s,
+        fifo=bool(row.fifo),  # SQLite answers 0/1
+        content_based_dedup=bool(row.content_based_dedup),
+        tags=msgspec.json.decode(row.tags),
+        redrive_allow_policy=row.redrive_allow_policy,
         stats=QueueStats(
             available=available,
             delayed=delayed,

@@ -25,7 +25,7 @@ from broker.events import (
     QueueRestored,
     QueueUpdated,
 )
-from broker.state import Int32, Name, to_us
+from broker.state import Int32, Name, stored_settings, to_us
 from broker.store.tables import Table
 
 
@@ -46,6 +46,13 @@ class QueueViewRow(msgspec.Struct):
     dead_lettered_total: int = 0
     expired_total: int = 0
     purged_total: int = 0
+    max_message_bytes: Int32 = 262144
+    receive_wait_s: Int32 = 0
+    fifo: bool = False
+    content_based_dedup: bool = False
+    tags: str = "{}"
+    """JSON."""
+    redrive_allow_policy: str | None = None
 
 
 QUEUE_VIEWS: Final = Table(
@@ -64,22 +71,15 @@ def apply_queue_event(row: QueueViewRow | None, event: AnyEvent, position: int) 
             created_at=at,
             updated_at=at,
             position=position,
-            visibility_timeout_s=event.visibility_timeout_s,
-            delay_s=event.delay_s,
-            retention_s=event.retention_s,
-            max_receive_count=event.max_receive_count,
-            dead_letter_queue=event.dead_letter_queue,
+            **stored_settings(event),
         )
     if row is None:
         raise LookupError(f"{event.__class__.__name__} for unknown queue {event.queue}")
     row.position = position
     match event:
         case QueueUpdated():
-            row.visibility_timeout_s = event.visibility_timeout_s
-            row.delay_s = event.delay_s
-            row.retention_s = event.retention_s
-            row.max_receive_count = event.max_receive_count
-            row.dead_letter_queue = event.dead_letter_queue
+            for name, value in stored_settings(event).items():
+                setattr(row, name, value)
             row.updated_at = to_us(event.at)
         case QueueDeleted():
             row.deleted = True

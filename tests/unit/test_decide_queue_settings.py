@@ -1,0 +1,125 @@
+"""The queue settings the SQS door needed, decided in the domain for either door: FIFO queues
+(named ``.fifo``, fixed at creation, every message in a group, deduplicated by id or by
+content), the per-queue message size limit, tags; and receipts that name their message."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+import pytest
+
+from broker import ids
+from broker.commands import NewMessage, PublishMessages, ReceiveMessages, UpdateQueue
+from broker.decide import PublishReply, ReceiveReply
+from broker.errors import InvalidCommandError, MessageTooLargeError
+from broker.events import MessagePublished, QueueCreated, QueueUpdated, TypedAttribute
+from tests.conftest import Broker
+from tests.helpers import Counter
+
+_ids = Counter("set")
+
+
+def new(body: object = "x", **fields: object) -> NewMessage:
+    return NewMessage(
+        message_id=_ids(),
+        body=msgspec.Raw(msgspec.json.encode(body)),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def publish(broker: Broker, queue: str, *messages: NewMessage) -> PublishReply:
+    reply = await broker.run(PublishMessages(queue=queue, messages=messages))
+    assert isinstance(reply, PublishReply)
+    return reply
+
+
+async def test_a_fifo_queue_needs_the_fifo_suffix_and_only_it_has_one(broker: Broker) -> None:
+    with pytest.raises(InvalidCommandError) as raised:
+        await broker.create("orders", fifo=True)
+    assert raised.value.field == "fifo"
+    with pytest.raises(InvalidCommandError):
+        await broker.create("orders.fifo")
+    with pytest.raises(InvalidCommandError) as raised:
+        await broker.create("plain", content_based_dedup=True)
+    assert raised.value.field == "content_based_dedup"
+    await broker.create("orders.fifo", fifo=True)
+    assert await broker.types() == ["queue.created"]
+
+
+async def test_fifo_is_fixed_at_creation(broker: Broker) -> None:
+    await broker.create("orders.fifo", fifo=True)
+    with pytest.raises(InvalidCommandError):
+        await broker.run(UpdateQueue(queue="orders.fifo", changes={"fifo": False}))
+    await broker.run(UpdateQueue(queue="orders.fifo", changes={"content_based_dedup": True}))
+    *_, updated = await broker.events()
+    assert isinstance(updated, QueueUpdated)
+    assert updated.fifo is True and updated.content_based_dedup is True
+
+
+async def test_every_message_of_a_fifo_queue_needs_a_group_and_a_dedup_id(broker: Broker) -> None:
+    await broker.create("orders.fifo", fifo=True)
+    with pytest.raises(InvalidCommandError) as raised:
+        await publish(broker, "orders.fifo", new(dedup_id="d"))
+    assert raised.value.field == "group_id"
+    with pytest.raises(InvalidCommandError) as raised:
+        await publish(broker, "orders.fifo", new(), new(group_id="g"))
+    assert (raised.value.field, raised.value.entry) == ("group_id", 0)
+    with pytest.raises(InvalidCommandError) as raised:
+        await publish(broker, "orders.fifo", new(group_id="g"))
+    assert raised.value.field == "dedup_id"
+    assert await broker.types() == ["queue.created"]
+
+
+async def test_content_based_dedup_uses_the_body_digest(broker: Broker) -> None:
+    await broker.create("orders.fifo", fifo=True, content_based_dedup=True)
+    first = await publish(broker, "orders.fifo", new("same", group_id="g"))
+    second = await publish(broker, "orders.fifo", new("same", group_id="g"))
+    other = await publish(broker, "orders.fifo", new("other", group_id="g"))
+    assert second.results[0].duplicate and second.results[0].id == first.results[0].id
+    assert not other.results[0].duplicate
+    published = [e for e in await broker.events() if isinstance(e, MessagePublished)]
+    assert published[0].dedup_id == hashlib.sha256(b'"same"').hexdigest()
+    # An explicit dedup id wins over the content.
+    explicit = await publish(broker, "orders.fifo", new("same", group_id="g", dedup_id="e"))
+    assert not explicit.results[0].duplicate
+
+
+async def test_a_message_over_the_queues_size_limit_is_refused(broker: Broker) -> None:
+    await broker.create("small", max_message_bytes=1024)
+    await publish(broker, "small", new("x" * 1022))  # 1024 bytes of JSON
+    with pytest.raises(MessageTooLargeError) as raised:
+        await publish(broker, "small", new("x" * 1023))
+    assert raised.value.field == "body"
+    # A door may count the size its own way (SQS: the text and the attributes).
+    with pytest.raises(MessageTooLargeError):
+        await publish(broker, "small", new("x", size=1025))
+    await publish(broker, "small", new("x" * 2000, size=1024))
+    assert (await broker.types()).count("message.published") == 2
+
+
+async def test_settings_tags_and_typed_attributes_are_kept_on_the_events(broker: Broker) -> None:
+    await broker.create("q", tags={"team": "a"}, receive_wait_s=5, redrive_allow_policy="{}")
+    await broker.run(UpdateQueue(queue="q", changes={"tags": {"team": "b"}}))
+    created, updated = await broker.events()
+    assert isinstance(created, QueueCreated) and isinstance(updated, QueueUpdated)
+    assert created.tags == {"team": "a"} and updated.tags == {"team": "b"}
+    assert updated.receive_wait_s == 5 and updated.redrive_allow_policy == "{}"
+    typed = {
+        "n": TypedAttribute("Number", string_value="1"),
+        "b": TypedAttribute("Binary", binary_value="AAE="),
+    }
+    await publish(broker, "q", new(typed_attributes=typed))
+    reply = await broker.run(ReceiveMessages(queue="q"))
+    assert isinstance(reply, ReceiveReply)
+    assert reply.messages[0].typed_attributes == typed
+
+
+async def test_a_receipt_names_its_message(broker: Broker) -> None:
+    await broker.create("q")
+    [published] = (await publish(broker, "q", new())).results
+    reply = await broker.run(ReceiveMessages(queue="q"))
+    assert isinstance(reply, ReceiveReply)
+    assert ids.message_of(reply.messages[0].receipt) == published.id
+    assert ids.message_of("no-dot-here") is None
+    assert ids.message_of(".only-an-id") is None
