@@ -107,13 +107,18 @@ class Services:
         raw = await read_body(request, self.settings.max_request_bytes)
         return decode(raw, type_, field_prefix=field_prefix, empty_ok=empty_ok)
 
+    async def run(self, command: AnyCommand) -> Reply:
+        """Run a command with the request's trace context; a refusal raises the domain's
+        error, for the door to translate (the SQS door into SQS's errors)."""
+        outcome = await self.writer.execute(_traced(command), None)
+        assert not isinstance(outcome, Replay) and outcome is not None  # no key, no replay
+        return outcome
+
     async def execute(self, command: AnyCommand, *, entries: str | None = None) -> Reply:
         """Run a command; its refusal as the API's problem (``entries``: see ``from_broker``).
         Under an idempotency key (``api/idempotency.py``) the key goes with it, and a key
         seen before answers the first run's answer instead (``Replayed``)."""
-        trace = tracing.CURRENT.get()
-        if trace is not None:
-            command = msgspec.structs.replace(command, trace=trace)
+        command = _traced(command)
         pending = idempotency.PENDING.get()
         claim = None
         if pending is not None:
@@ -143,6 +148,12 @@ class Services:
                     headers={"Retry-After": "1"},
                 )
         return watermark.value
+
+
+def _traced(command: AnyCommand) -> AnyCommand:
+    """The command with the request's trace context, which every event it appends keeps."""
+    trace = tracing.CURRENT.get()
+    return command if trace is None else msgspec.structs.replace(command, trace=trace)
 
 
 def services(request: Request) -> Services:

@@ -3,9 +3,6 @@ extend, batch ack, and reading a message with its history."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from datetime import UTC, datetime
 from typing import Final, Literal
 
 from starlette.requests import Request
@@ -14,6 +11,7 @@ from starlette.responses import Response
 from api import past
 from api.body import check_depth, parse_query
 from api.endpoints import Endpoints, principal
+from api.polling import long_poll
 from api.problems import ApiError, FieldError
 from api.responses import json_response, no_content
 from api.routes.queues import now_us, queue_name, read_query
@@ -51,9 +49,7 @@ from broker.decide import (
     ExtendReply,
     NackReply,
     PublishReply,
-    ReceiveReply,
 )
-from broker.state import to_us
 from projections import as_of, queries
 from projections.queries import MessagePage, MessageResource
 
@@ -160,55 +156,7 @@ async def receive(request: Request) -> Response:
     command = ReceiveMessages(
         queue=name, max_messages=req.max_messages, visibility_timeout_s=req.visibility_timeout_s
     )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + req.wait_s
-    gone: asyncio.Event | None = None
-    watcher: asyncio.Task[None] | None = None
-    try:
-        while True:
-            # Listen before looking: a publish committed after the look still wakes us.
-            changed = s.signals.listen(name)
-            reply = await s.execute(command)
-            assert isinstance(reply, ReceiveReply)
-            remaining = deadline - loop.time()
-            if reply.messages or remaining <= 0 or s.shutdown.is_set():
-                return json_response(ReceiveResponse(reply.messages))
-            if reply.next_visible_at is not None:  # a delayed message becomes visible: no event
-                until_visible = (reply.next_visible_at - to_us(datetime.now(UTC))) / 1e6
-                remaining = min(remaining, max(until_visible, 0.001))
-            if gone is None:
-                # A client that goes away must not have messages leased into the void (they
-                # would stay hidden until their lease ends): watch for its disconnect.
-                gone = asyncio.Event()
-                watcher = asyncio.create_task(_watch_disconnect(request, gone))
-            s.metrics.waiting.inc()
-            try:
-                await _first_of((changed, s.shutdown, gone), remaining)
-            finally:
-                s.metrics.waiting.dec()
-            if gone.is_set():
-                return json_response(ReceiveResponse([]))  # nobody reads it; nothing leased
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-
-
-async def _watch_disconnect(request: Request, gone: asyncio.Event) -> None:
-    """The body has been read, so the next ASGI message can only be the disconnect."""
-    while (await request.receive())["type"] != "http.disconnect":
-        continue
-    gone.set()
-
-
-async def _first_of(events: tuple[asyncio.Event, ...], wait_s: float) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
+    return json_response(ReceiveResponse(await long_poll(s, request, command, req.wait_s)))
 
 
 @endpoints.add(
