@@ -22,6 +22,7 @@ from api.middleware import RequestLog
 from api.problems import ApiError, from_broker
 from api.routes import events, messages, ops, queues
 from api.settings import Settings, from_env
+from api.sqs import door as sqs_door
 from broker.errors import BrokerError
 from projections import redis_streams
 
@@ -87,7 +88,7 @@ def create_app(settings: Settings) -> Starlette:
         Exception: _unexpected,
     }
     app = Starlette(
-        routes=routes(ENDPOINTS),
+        routes=[*routes(ENDPOINTS), *sqs_door.ROUTES],
         middleware=[
             Middleware(RequestLog, metrics=metrics),
             Middleware(Guard, authenticator=settings.authenticator(), limiter=limiter),

@@ -70,6 +70,10 @@ def _serve_parser(sub: Any) -> None:
         help="listen on a non-loopback address without authentication (dangerous)",
     )
     p.add_argument("--rate-limit", help='per client, e.g. "100/second"')
+    p.add_argument("--sqs-account-id", help="account id in SQS queue URLs (default 000000000000)")
+    p.add_argument(
+        "--sqs-credentials", help="JSON file of SQS access keys (with auth on: SigV4 keys)"
+    )
     p.add_argument("--log-level", choices=LOG_LEVELS)
     p.add_argument("--log-format", choices=("json", "console"))
     p.add_argument("--log-file", help="write logs here, rotated by size")

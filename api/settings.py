@@ -5,6 +5,7 @@ started in other processes read exactly what the parent validated."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -60,6 +61,10 @@ class Settings(msgspec.Struct, kw_only=True):
     sse_heartbeat_s: float = 15.0
     sse_retry_ms: int = 3000
     sse_buffer_events: Positive = 10_000
+    sqs_account_id: str = "000000000000"
+    """The account id in the SQS door's queue URLs and ARNs."""
+    sqs_credentials: str | None = None
+    """A JSON file of SQS access keys: ``{"<key id>": {"secret", "sub", "scope"}}``."""
 
     def validate(self) -> Settings:
         if self.authenticator() is None and not self.insecure_no_auth and not _loopback(self.host):
@@ -98,6 +103,10 @@ class Settings(msgspec.Struct, kw_only=True):
             )
         if self.log_file is not None:
             _check_log_file(self.log_file)
+        if not (len(self.sqs_account_id) == 12 and self.sqs_account_id.isdigit()):
+            raise ConfigError(f"--sqs-account-id {self.sqs_account_id!r} is not 12 digits")
+        if self.sqs_credentials is not None:
+            _check_sqs_credentials(self.sqs_credentials)
         return self
 
     def authenticator(self) -> Authenticator | None:
@@ -217,3 +226,28 @@ def _explain(message: str, source: dict[str, str]) -> str:
         field = path.rstrip("`")
         return f"{source.get(field, flag_name(field))}: {text}"
     return message
+
+
+def _check_sqs_credentials(path: str) -> None:
+    """The file must be there and say, for each key id, its secret, subject and scope."""
+    where = f"--sqs-credentials {path!r}"
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{where} cannot be read: {error.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"{where} is not JSON") from None
+    if not isinstance(document, dict) or not document:
+        raise ConfigError(f"{where} must be a JSON object of access key ids")
+    for key_id, key in document.items():
+        if not (
+            isinstance(key, dict)
+            and isinstance(key.get("secret"), str)
+            and key["secret"]
+            and isinstance(key.get("sub"), str)
+            and key["sub"]
+            and isinstance(key.get("scope", ""), str)
+        ):
+            raise ConfigError(
+                f"{where}: key {key_id!r} needs a non-empty secret and sub, and a scope string"
+            )

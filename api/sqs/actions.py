@@ -1,0 +1,654 @@
+"""The SQS actions, each as the commands and queries of the native API: parameters checked as
+SQS checks them, then one command (or query), then the answer in SQS's shape."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from api.polling import long_poll
+from api.sqs import attributes as attrs
+from api.sqs import md5
+from api.sqs.context import Call
+from api.sqs.errors import SqsError, from_broker, invalid, missing
+from broker import commands as cmd
+from broker import ids
+from broker.decide import FIFO_SUFFIX, AckReply, Delivery, PublishReply, QueueReply
+from broker.errors import BrokerError, QueueExistsError
+from broker.events import TypedAttribute
+from broker.state import to_us
+from projections import queries
+from projections.queries import QueueResource
+
+Params = dict[str, Any]
+Action = Callable[[Call, Params], Awaitable[Params]]
+ACTIONS: Final[dict[str, Action]] = {}
+
+_QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
+_ENTRY_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_GROUP_OR_DEDUP: Final = re.compile(r"[!-~]{1,128}")
+_BODY_CHARACTERS: Final = re.compile(
+    r"[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+MAX_BATCH: Final = 10
+MAX_BATCH_BYTES: Final = 1048576
+"""SQS's limit on a SendMessageBatch's messages together, whatever the queue's own."""
+SYSTEM_ATTRIBUTES: Final = (
+    "SenderId",
+    "SentTimestamp",
+    "ApproximateReceiveCount",
+    "ApproximateFirstReceiveTimestamp",
+    "SequenceNumber",
+    "MessageDeduplicationId",
+    "MessageGroupId",
+    "AWSTraceHeader",
+    "DeadLetterQueueSourceArn",
+)
+
+
+def action(function: Action) -> Action:
+    """Register an SQS action under its function's name."""
+    ACTIONS[function.__name__] = function
+    return function
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+
+def _string(params: Params, name: str, *, required: bool = True) -> str | None:
+    value = params.get(name)
+    if value is None:
+        if required:
+            raise missing(name)
+        return None
+    if not isinstance(value, str):
+        raise invalid(f"Value for parameter {name} must be a string.")
+    return value
+
+
+def _integer(params: Params, name: str, low: int, high: int) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise invalid(
+            f"Value {value} for parameter {name} is invalid. Reason: must be between {low}"
+            f" and {high}, if provided."
+        )
+    return value
+
+
+def _names(params: Params, name: str) -> list[str]:
+    value = params.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid(f"Value for parameter {name} must be a list of strings.")
+    return value
+
+
+def _queue(call: Call, params: Params) -> str:
+    """The queue a request names: the last path segment of its ``QueueUrl``, whatever the host
+    (an SDK configured for AWS sends https://sqs.<region>.amazonaws.com/...), or a bare name."""
+    url = _string(params, "QueueUrl")
+    assert url is not None
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    if not _QUEUE_NAME.fullmatch(name):
+        raise SqsError("QueueDoesNotExist", "The specified queue does not exist.")
+    return name
+
+
+def _entries(params: Params) -> list[Params]:
+    entries = params.get("Entries")
+    if entries is None:
+        raise missing("Entries")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise invalid("Entries must be a list of objects.")
+    if not entries:
+        raise SqsError("EmptyBatchRequest", "There should be at least one entry in the request.")
+    if len(entries) > MAX_BATCH:
+        raise SqsError(
+            "TooManyEntriesInBatchRequest",
+            f"Maximum number of entries per request are {MAX_BATCH}. You have sent {len(entries)}.",
+        )
+    seen: set[str] = set()
+    for entry in entries:
+        entry_id = entry.get("Id")
+        if not isinstance(entry_id, str) or not _ENTRY_ID.fullmatch(entry_id):
+            raise SqsError(
+                "InvalidBatchEntryId",
+                "A batch entry id can only contain alphanumeric characters, hyphens and"
+                " underscores. It can be at most 80 letters long.",
+            )
+        if entry_id in seen:
+            raise SqsError("BatchEntryIdsNotDistinct", f"Id {entry_id} repeated.")
+        seen.add(entry_id)
+    return entries
+
+
+def _failure(entry_id: str, error: SqsError) -> Params:
+    return {
+        "Id": entry_id,
+        "SenderFault": error.sender_fault,
+        "Code": error.code,
+        "Message": error.message,
+    }
+
+
+async def _resource(call: Call, name: str) -> QueueResource:
+    """The queue as the read model shows it, once it reflects everything committed so far
+    (SQS reads are read-your-writes for the queue's own settings)."""
+    await call.s.read_position(call.s.head.value)
+    queue = await queries.get_queue(call.s.views, name, to_us(datetime.now(UTC)))
+    if queue is None:
+        raise SqsError("QueueDoesNotExist", "The specified queue does not exist.")
+    return queue
+
+
+# -- queues ---------------------------------------------------------------------------------------
+
+
+@action
+async def CreateQueue(call: Call, params: Params) -> Params:
+    name = _string(params, "QueueName")
+    assert name is not None
+    if not _QUEUE_NAME.fullmatch(name):
+        raise invalid(
+            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in"
+            " length (a FIFO queue's name ends in .fifo)."
+        )
+    call.require("manage", name)
+    given = params.get("Attributes") or {}
+    settings = attrs.new_settings(given)
+    if name.endswith(".fifo") and not settings.fifo:
+        raise invalid("A queue whose name ends in .fifo is a FIFO queue: set FifoQueue to true.")
+    tags = params.get("tags") or {}
+    settings = msgspec.structs.replace(settings, tags=_tags(tags))
+    try:
+        reply = await call.s.run(cmd.CreateQueue(queue=name, settings=settings))
+    except QueueExistsError:
+        existing = await _resource(call, name)
+        if not attrs.same_settings(existing, settings):
+            raise SqsError(
+                "QueueNameExists",
+                f"A queue already exists with the same name ({name}) and different attributes.",
+            ) from None
+        return {"QueueUrl": call.url_of(name)}
+    assert isinstance(reply, QueueReply)
+    await call.s.read_position(reply.position)
+    return {"QueueUrl": call.url_of(name)}
+
+
+@action
+async def GetQueueUrl(call: Call, params: Params) -> Params:
+    name = _string(params, "QueueName")
+    assert name is not None
+    if not _visible(call, name):
+        call.require("read", name)
+    await _resource(call, name)
+    return {"QueueUrl": call.url_of(name)}
+
+
+@action
+async def ListQueues(call: Call, params: Params) -> Params:
+    prefix = _string(params, "QueueNamePrefix", required=False) or ""
+    limit = _integer(params, "MaxResults", 1, 1000)
+    token = _string(params, "NextToken", required=False)
+    after = _decode_token(token) if token else ""
+    await call.s.read_position(call.s.head.value)
+    names = sorted(
+        q.name
+        for q in await queries.list_queues(call.s.views, to_us(datetime.now(UTC)))
+        if q.name.startswith(prefix) and q.name > after and _visible(call, q.name)
+    )
+    if limit is None:  # without MaxResults SQS answers up to 1000, and no token
+        return {"QueueUrls": [call.url_of(n) for n in names[:1000]]}
+    page = names[:limit]
+    result: Params = {"QueueUrls": [call.url_of(n) for n in page]}
+    if len(names) > limit:
+        result["NextToken"] = base64.urlsafe_b64encode(page[-1].encode()).decode()
+    return result
+
+
+def _visible(call: Call, name: str) -> bool:
+    return any(call.principal.may(a, name) for a in ("read", "publish", "consume"))
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid("Invalid NextToken value.") from None
+
+
+@action
+async def DeleteQueue(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("manage", name)
+    reply = await call.s.run(cmd.DeleteQueue(queue=name))
+    assert isinstance(reply, QueueReply)
+    await call.s.read_position(reply.position)
+    return {}
+
+
+@action
+async def GetQueueAttributes(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("read", name)
+    names = _names(params, "AttributeNames") or ["All"]
+    queue = await _resource(call, name)
+    return {"Attributes": attrs.queue_attributes(queue, call.arn_of, names)}
+
+
+@action
+async def SetQueueAttributes(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("manage", name)
+    if "Attributes" not in params:
+        raise missing("Attributes")
+    changes = attrs.settings_changes(params["Attributes"], creating=False)
+    reply = await call.s.run(cmd.UpdateQueue(queue=name, changes=changes))
+    assert isinstance(reply, QueueReply)
+    await call.s.read_position(reply.position)
+    return {}
+
+
+@action
+async def PurgeQueue(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("manage", name)
+    await call.s.run(cmd.PurgeQueue(queue=name))
+    return {}
+
+
+@action
+async def ListDeadLetterSourceQueues(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("read", name)
+    await _resource(call, name)
+    queues = await queries.list_queues(call.s.views, to_us(datetime.now(UTC)))
+    sources = sorted(q.name for q in queues if q.dead_letter_queue == name)
+    return {"queueUrls": [call.url_of(n) for n in sources if _visible(call, n)]}
+
+
+# -- tags -----------------------------------------------------------------------------------------
+
+
+_TAG_CHARACTERS: Final = re.compile(r"[\w\s.:/=+\-@]*")
+
+
+def _tags(given: Any) -> dict[str, str]:
+    if not isinstance(given, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in given.items()
+    ):
+        raise invalid("Tags must be a map of strings to strings.")
+    for key, value in given.items():
+        if not 1 <= len(key) <= 128 or len(value) > 256:
+            raise invalid("A tag key is 1 to 128 characters, a value at most 256.")
+        if not _TAG_CHARACTERS.fullmatch(key) or not _TAG_CHARACTERS.fullmatch(value):
+            raise invalid(f"Tag {key!r} has characters a tag may not hold.")
+    if len(given) > 50:
+        raise invalid("A queue may have at most 50 tags.")
+    return dict(given)
+
+
+@action
+async def TagQueue(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("manage", name)
+    if "Tags" not in params:
+        raise missing("Tags")
+    added = _tags(params["Tags"])
+    queue = await _resource(call, name)
+    await _set_tags(call, name, _tags(queue.tags | added))
+    return {}
+
+
+@action
+async def UntagQueue(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("manage", name)
+    keys = _names(params, "TagKeys")
+    if "TagKeys" not in params:
+        raise missing("TagKeys")
+    queue = await _resource(call, name)
+    await _set_tags(call, name, {k: v for k, v in queue.tags.items() if k not in keys})
+    return {}
+
+
+async def _set_tags(call: Call, name: str, tags: dict[str, str]) -> None:
+    reply = await call.s.run(cmd.UpdateQueue(queue=name, changes={"tags": tags}))
+    assert isinstance(reply, QueueReply)
+    await call.s.read_position(reply.position)
+
+
+@action
+async def ListQueueTags(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("read", name)
+    queue = await _resource(call, name)
+    return {"Tags": queue.tags} if queue.tags else {}
+
+
+# -- sending ----------------------------------------------------------------------------------
+
+
+def _new_message(call: Call, params: Params, fifo: bool) -> cmd.NewMessage:
+    body = params.get("MessageBody")
+    if body is None:
+        raise missing("MessageBody")
+    if not isinstance(body, str) or body == "":
+        raise invalid("The request must contain a non-empty MessageBody.")
+    if _BODY_CHARACTERS.search(body):
+        raise SqsError(
+            "InvalidMessageContents",
+            "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD |"
+            " #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+        )
+    typed = attrs.message_attributes(params.get("MessageAttributes"))
+    delay = _integer(params, "DelaySeconds", 0, 900)
+    group = _string(params, "MessageGroupId", required=False)
+    dedup = _string(params, "MessageDeduplicationId", required=False)
+    if fifo:
+        if delay is not None:
+            raise invalid(
+                "Value for parameter DelaySeconds is invalid. Reason: The request include"
+                " parameter that is not valid for this queue type."
+            )
+        if group is None:
+            raise missing("MessageGroupId")
+    elif dedup is not None:
+        raise invalid(
+            "Value for parameter MessageDeduplicationId is invalid. Reason: The request"
+            " includes a parameter that is not valid for this queue type."
+        )
+    else:
+        group = None  # a standard queue keeps no order: its groups are only fairness hints
+    for label, value in (("MessageGroupId", group), ("MessageDeduplicationId", dedup)):
+        if value is not None and not _GROUP_OR_DEDUP.fullmatch(value):
+            raise invalid(
+                f"Value {value} for parameter {label} is invalid. Reason: it must be 1 to 128"
+                " alphanumeric or punctuation characters."
+            )
+    return cmd.NewMessage(
+        message_id=call.s.writer.new_id(),
+        body=msgspec.Raw(msgspec.json.encode(body)),
+        typed_attributes=typed,
+        delay_s=delay,
+        dedup_id=dedup,
+        group_id=group,
+        size=len(body.encode()) + attrs.attributes_size(typed),
+    )
+
+
+def _sent(message: cmd.NewMessage, body: str, message_id: str, position: int, fifo: bool) -> Params:
+    result: Params = {"MessageId": message_id, "MD5OfMessageBody": md5.of_body(body)}
+    digest = md5.of_attributes(message.typed_attributes)
+    if digest is not None:
+        result["MD5OfMessageAttributes"] = digest
+    if fifo:
+        result["SequenceNumber"] = _sequence_number(position)
+    return result
+
+
+def _sequence_number(position: int) -> str:
+    """SQS's sequence numbers are long strings of digits that grow within a group: the
+    position of the message's ``message.published`` event, zero-padded as SQS's are."""
+    return f"{position:020d}"
+
+
+@action
+async def SendMessage(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("publish", name)
+    fifo = _fifo(name)
+    message = _new_message(call, params, fifo)
+    reply = await call.s.run(cmd.PublishMessages(queue=name, messages=(message,)))
+    assert isinstance(reply, PublishReply)
+    result = reply.results[0]
+    return _sent(message, params["MessageBody"], result.id, result.position, fifo)
+
+
+def _fifo(name: str) -> bool:
+    """Whether a queue is FIFO, without a read: the domain holds a queue FIFO exactly when its
+    name ends in ``.fifo`` (``broker.decide._check_fifo``)."""
+    return name.endswith(FIFO_SUFFIX)
+
+
+@action
+async def SendMessageBatch(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("publish", name)
+    entries = _entries(params)
+    fifo = _fifo(name)
+    successful: list[Params] = []
+    failed: list[Params] = []
+    checked: list[tuple[Params, cmd.NewMessage]] = []
+    for entry in entries:
+        try:
+            checked.append((entry, _new_message(call, entry, fifo)))
+        except SqsError as error:
+            failed.append(_failure(entry["Id"], error))
+    total = sum(m.size or 0 for _, m in checked)
+    if total > MAX_BATCH_BYTES:
+        raise SqsError(
+            "BatchRequestTooLong",
+            f"Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent"
+            f" {total} bytes.",
+        )
+    # Each entry is its own command, so one refused entry does not fail the others; they are
+    # handed to the writer together, in order, and committed in one group commit.
+    outcomes = await asyncio.gather(
+        *(call.s.run(cmd.PublishMessages(queue=name, messages=(m,))) for _, m in checked),
+        return_exceptions=True,
+    )
+    for (entry, message), outcome in zip(checked, outcomes, strict=True):
+        if isinstance(outcome, BrokerError):
+            failed.append(_failure(entry["Id"], from_broker(outcome)))
+            continue
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert isinstance(outcome, PublishReply)
+        result = outcome.results[0]
+        sent = _sent(message, entry["MessageBody"], result.id, result.position, fifo)
+        successful.append({"Id": entry["Id"], **sent})
+    return {"Successful": successful, "Failed": failed}
+
+
+# -- receiving ----------------------------------------------------------------------------------
+
+
+@action
+async def ReceiveMessage(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("consume", name)
+    count = _integer(params, "MaxNumberOfMessages", 1, MAX_BATCH) or 1
+    visibility = _integer(params, "VisibilityTimeout", 0, 43200)
+    wait = _integer(params, "WaitTimeSeconds", 0, 20)
+    system = set(_names(params, "AttributeNames")) | set(
+        _names(params, "MessageSystemAttributeNames")
+    )
+    wanted = _names(params, "MessageAttributeNames")
+    if wait is None:  # the queue's ReceiveMessageWaitTimeSeconds
+        wait = (await _resource(call, name)).receive_wait_s
+    command = cmd.ReceiveMessages(queue=name, max_messages=count, visibility_timeout_s=visibility)
+    deliveries = await long_poll(call.s, call.request, command, float(wait))
+    if not deliveries:
+        return {}
+    fifo = _fifo(name)
+    return {"Messages": [_message(call, d, system, wanted, fifo) for d in deliveries]}
+
+
+def _message(
+    call: Call, delivery: Delivery, system: set[str], wanted: list[str], fifo: bool
+) -> Params:
+    body = _body_text(delivery.body)
+    message: Params = {
+        "MessageId": delivery.id,
+        "ReceiptHandle": delivery.receipt,
+        "MD5OfBody": md5.of_body(body),
+        "Body": body,
+    }
+    every = {
+        "SenderId": call.account_id,
+        "SentTimestamp": str(int(delivery.published_at.timestamp() * 1000)),
+        "ApproximateReceiveCount": str(delivery.receive_count),
+        "MessageGroupId": delivery.group_id if fifo else None,
+        "MessageDeduplicationId": delivery.dedup_id if fifo else None,
+        "SequenceNumber": _sequence_number(delivery.position) if fifo else None,
+        "AWSTraceHeader": None,
+    }
+    names = set(every) if "All" in system else system
+    chosen = {k: v for k, v in every.items() if k in names and v is not None}
+    if chosen:
+        message["Attributes"] = chosen
+    shown = attrs.selected(attrs.as_sqs(delivery.attributes, delivery.typed_attributes), wanted)
+    if shown:
+        message["MessageAttributes"] = {n: _attribute_json(a) for n, a in shown.items()}
+        message["MD5OfMessageAttributes"] = md5.of_attributes(shown)
+    return message
+
+
+def _body_text(body: msgspec.Raw) -> str:
+    """A body sent through SQS is a JSON string; any other JSON body (sent natively) is
+    received through SQS as its JSON text."""
+    raw = bytes(body)
+    if raw[:1] == b'"':
+        text: str = msgspec.json.decode(raw)
+        return text
+    return raw.decode()
+
+
+def _attribute_json(attribute: TypedAttribute) -> Params:
+    if attribute.binary_value is not None:
+        return {"DataType": attribute.data_type, "BinaryValue": attribute.binary_value}
+    return {"DataType": attribute.data_type, "StringValue": attribute.string_value}
+
+
+# -- settling -----------------------------------------------------------------------------------
+
+
+def _receipt(handle: Any) -> tuple[str, str]:
+    """A receipt handle and the message it names (Cairn's receipts carry the id)."""
+    if not isinstance(handle, str) or not handle:
+        raise missing("ReceiptHandle")
+    message_id = ids.message_of(handle)
+    if message_id is None or len(handle) > 256:
+        raise SqsError(
+            "ReceiptHandleIsInvalid", f'The input receipt handle "{handle}" is not a valid one.'
+        )
+    return message_id, handle
+
+
+def _ack_error(outcome: str, handle: str) -> SqsError | None:
+    if outcome == "acked":
+        return None
+    if outcome == "not_found":
+        return SqsError(
+            "ReceiptHandleIsInvalid", f'The input receipt handle "{handle}" is not a valid one.'
+        )
+    return SqsError(
+        "ReceiptHandleIsInvalid",
+        f'The receipt handle "{handle}" has expired: the message was received again since.',
+    )
+
+
+@action
+async def DeleteMessage(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("consume", name)
+    message_id, handle = _receipt(params.get("ReceiptHandle"))
+    reply = await call.s.run(
+        cmd.AckMessages(queue=name, entries=(cmd.AckEntry(message_id=message_id, receipt=handle),))
+    )
+    assert isinstance(reply, AckReply)
+    error = _ack_error(reply.results[0][1], handle)
+    if error is not None:
+        raise error
+    return {}
+
+
+@action
+async def DeleteMessageBatch(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("consume", name)
+    entries = _entries(params)
+    failed: list[Params] = []
+    valid: list[tuple[str, cmd.AckEntry]] = []
+    for entry in entries:
+        try:
+            message_id, handle = _receipt(entry.get("ReceiptHandle"))
+        except SqsError as error:
+            failed.append(_failure(entry["Id"], error))
+            continue
+        valid.append((entry["Id"], cmd.AckEntry(message_id=message_id, receipt=handle)))
+    successful: list[Params] = []
+    if valid:
+        reply = await call.s.run(
+            cmd.AckMessages(queue=name, entries=tuple(entry for _, entry in valid))
+        )
+        assert isinstance(reply, AckReply)
+        for (entry_id, ack), (_, outcome) in zip(valid, reply.results, strict=True):
+            refusal = _ack_error(outcome, ack.receipt)
+            if refusal is None:
+                successful.append({"Id": entry_id})
+            else:
+                failed.append(_failure(entry_id, refusal))
+    return {"Successful": successful, "Failed": failed}
+
+
+async def _change_visibility(call: Call, name: str, handle: Any, seconds: Any) -> None:
+    message_id, receipt = _receipt(handle)
+    if seconds is None:
+        raise missing("VisibilityTimeout")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= 43200:
+        raise invalid(
+            f"Value {seconds} for parameter VisibilityTimeout is invalid. Reason: must be"
+            " between 0 and 43200."
+        )
+    try:
+        await call.s.run(
+            cmd.ExtendLease(
+                queue=name, message_id=message_id, receipt=receipt, visibility_timeout_s=seconds
+            )
+        )
+    except BrokerError as error:
+        translated = from_broker(error)
+        if translated.shape == "ReceiptHandleIsInvalid":
+            raise SqsError(
+                "MessageNotInflight", f"Message does not exist or is not in flight: {error}"
+            ) from None
+        raise translated from None
+
+
+@action
+async def ChangeMessageVisibility(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("consume", name)
+    await _change_visibility(
+        call, name, params.get("ReceiptHandle"), params.get("VisibilityTimeout")
+    )
+    return {}
+
+
+@action
+async def ChangeMessageVisibilityBatch(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("consume", name)
+    successful: list[Params] = []
+    failed: list[Params] = []
+    for entry in _entries(params):
+        try:
+            await _change_visibility(
+                call, name, entry.get("ReceiptHandle"), entry.get("VisibilityTimeout")
+            )
+        except SqsError as error:
+            failed.append(_failure(entry["Id"], error))
+        else:
+            successful.append({"Id": entry["Id"]})
+    return {"Successful": successful, "Failed": failed}

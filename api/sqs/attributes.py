@@ -1,0 +1,265 @@
+"""Queue attributes, as SQS names and writes them (strings), to and from Cairn's queue settings;
+and message attributes, SQS's typed ones, checked as SQS checks them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from api.sqs.errors import SqsError, invalid
+from broker.commands import QueueSettings
+from broker.events import TypedAttribute
+from projections.queries import QueueResource
+
+SQS_DEFAULTS: Final[dict[str, Any]] = {
+    # What SQS gives a queue created without them (API.md: queues created through SQS get them).
+    "retention_s": 345600,
+    "max_message_bytes": 1048576,
+}
+_RANGES: Final[dict[str, tuple[str, int, int]]] = {
+    # SQS attribute: (setting, min, max)
+    "VisibilityTimeout": ("visibility_timeout_s", 0, 43200),
+    "DelaySeconds": ("delay_s", 0, 900),
+    "MessageRetentionPeriod": ("retention_s", 60, 1209600),
+    "MaximumMessageSize": ("max_message_bytes", 1024, 1048576),
+    "ReceiveMessageWaitTimeSeconds": ("receive_wait_s", 0, 20),
+}
+_FLAGS: Final[dict[str, str]] = {
+    "FifoQueue": "fifo",
+    "ContentBasedDeduplication": "content_based_dedup",
+}
+_COMPUTED: Final = (
+    "QueueArn",
+    "CreatedTimestamp",
+    "LastModifiedTimestamp",
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+READABLE: Final = (*_RANGES, "RedrivePolicy", "RedriveAllowPolicy", *_FLAGS, *_COMPUTED)
+_REDRIVE_PERMISSIONS: Final = ("allowAll", "denyAll", "byQueue")
+
+
+def settings_changes(attributes: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+    """The settings a CreateQueue's or SetQueueAttributes' ``Attributes`` name."""
+    if not isinstance(attributes, Mapping):
+        raise invalid("Attributes must be a map of attribute names to values.")
+    changes: dict[str, Any] = {}
+    for name, value in attributes.items():
+        if not isinstance(value, str):
+            raise SqsError("InvalidAttributeValue", f"Invalid value for the parameter {name}.")
+        if name in _RANGES:
+            setting, low, high = _RANGES[name]
+            changes[setting] = _integer(name, value, low, high)
+        elif name in _FLAGS:
+            if name == "FifoQueue" and not creating:
+                raise SqsError("InvalidAttributeName", "FifoQueue is set when a queue is created.")
+            if value not in ("true", "false"):
+                raise SqsError("InvalidAttributeValue", f"Invalid value for the parameter {name}.")
+            changes[_FLAGS[name]] = value == "true"
+        elif name == "RedrivePolicy":
+            changes.update(_redrive_policy(value))
+        elif name == "RedriveAllowPolicy":
+            changes["redrive_allow_policy"] = _redrive_allow_policy(value)
+        else:
+            raise SqsError("InvalidAttributeName", f"Unknown Attribute {name}.")
+    return changes
+
+
+def new_settings(attributes: Mapping[str, Any]) -> QueueSettings:
+    changes = settings_changes(attributes, creating=True)
+    return QueueSettings(**(SQS_DEFAULTS | changes))
+
+
+def _integer(name: str, value: str, low: int, high: int) -> int:
+    if not re.fullmatch(r"-?[0-9]{1,10}", value) or not low <= int(value) <= high:
+        raise SqsError(
+            "InvalidAttributeValue",
+            f"Invalid value for the parameter {name}: it must be an integer from {low} to {high}.",
+        )
+    return int(value)
+
+
+def _redrive_policy(value: str) -> dict[str, Any]:
+    if value == "":
+        return {"dead_letter_queue": None, "max_receive_count": None}
+    try:
+        policy = json.loads(value)
+        target = policy["deadLetterTargetArn"]
+        count = int(policy["maxReceiveCount"])
+    except (ValueError, KeyError, TypeError):
+        raise SqsError(
+            "InvalidAttributeValue",
+            "Value for parameter RedrivePolicy is invalid. Reason: Redrive policy is not a"
+            " valid JSON map with deadLetterTargetArn and maxReceiveCount.",
+        ) from None
+    if not isinstance(target, str) or not 1 <= count <= 1000:
+        raise SqsError(
+            "InvalidAttributeValue",
+            "Value for parameter RedrivePolicy is invalid. Reason: maxReceiveCount must be"
+            " from 1 to 1000.",
+        )
+    return {"dead_letter_queue": target.rsplit(":", 1)[-1], "max_receive_count": count}
+
+
+def _redrive_allow_policy(value: str) -> str | None:
+    if value == "":
+        return None
+    try:
+        policy = json.loads(value)
+        permission = policy["redrivePermission"]
+    except (ValueError, KeyError, TypeError):
+        permission = None
+    if permission not in _REDRIVE_PERMISSIONS or (
+        permission == "byQueue" and not isinstance(policy.get("sourceQueueArns"), list)
+    ):
+        raise SqsError(
+            "InvalidAttributeValue",
+            "Value for parameter RedriveAllowPolicy is invalid. Reason: redrivePermission must"
+            " be allowAll, denyAll or byQueue (with sourceQueueArns).",
+        )
+    return value
+
+
+def queue_attributes(queue: QueueResource, arn_of: Any, names: list[str]) -> dict[str, str]:
+    """The attributes ``names`` asks for (``All``: every one), as SQS answers them."""
+    wanted = set(READABLE) if "All" in names else set(names)
+    unknown = wanted - set(READABLE)
+    if unknown:
+        raise SqsError("InvalidAttributeName", f"Unknown Attribute {sorted(unknown)[0]}.")
+    stats = queue.stats
+    every: dict[str, str | None] = {
+        "VisibilityTimeout": str(queue.visibility_timeout_s),
+        "DelaySeconds": str(queue.delay_s),
+        "MessageRetentionPeriod": str(queue.retention_s),
+        "MaximumMessageSize": str(queue.max_message_bytes),
+        "ReceiveMessageWaitTimeSeconds": str(queue.receive_wait_s),
+        "QueueArn": arn_of(queue.name),
+        "CreatedTimestamp": str(int(queue.created_at.timestamp())),
+        "LastModifiedTimestamp": str(int(queue.updated_at.timestamp())),
+        "ApproximateNumberOfMessages": str(stats.available),
+        "ApproximateNumberOfMessagesNotVisible": str(stats.in_flight),
+        "ApproximateNumberOfMessagesDelayed": str(stats.delayed),
+        "RedrivePolicy": None
+        if queue.dead_letter_queue is None
+        else json.dumps(
+            {
+                "deadLetterTargetArn": arn_of(queue.dead_letter_queue),
+                "maxReceiveCount": queue.max_receive_count,
+            },
+            separators=(",", ":"),
+        ),
+        "RedriveAllowPolicy": queue.redrive_allow_policy,
+        # SQS shows these of FIFO queues only.
+        "FifoQueue": "true" if queue.fifo else None,
+        "ContentBasedDeduplication": ("true" if queue.content_based_dedup else "false")
+        if queue.fifo
+        else None,
+    }
+    return {k: v for k, v in every.items() if k in wanted and v is not None}
+
+
+def same_settings(queue: QueueResource, settings: QueueSettings) -> bool:
+    """Whether an existing queue has the settings a CreateQueue asks for (SQS answers the
+    existing queue's URL then, and QueueNameExists otherwise)."""
+    return all(
+        getattr(queue, name) == getattr(settings, name)
+        for name in QueueSettings.__struct_fields__
+        if name != "tags"
+    )
+
+
+# -- message attributes --------------------------------------------------------------------------
+
+_ATTRIBUTE_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,256}")
+_DATA_TYPE: Final = re.compile(r"(String|Number|Binary)(\.[A-Za-z0-9_.\-]{1,250})?")
+_NUMBER: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+MAX_MESSAGE_ATTRIBUTES: Final = 10
+
+
+def message_attributes(given: Any) -> dict[str, TypedAttribute]:
+    """SendMessage's ``MessageAttributes``, checked; Binary values stay base64 (as sent)."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise invalid("MessageAttributes must be a map.")
+    if len(given) > MAX_MESSAGE_ATTRIBUTES:
+        raise invalid(
+            f"Number of message attributes [{len(given)}] exceeds the allowed maximum"
+            f" [{MAX_MESSAGE_ATTRIBUTES}]."
+        )
+    typed: dict[str, TypedAttribute] = {}
+    for name, value in given.items():
+        if (
+            not _ATTRIBUTE_NAME.fullmatch(name)
+            or name.startswith((".", "AWS.", "Amazon."))
+            or name.endswith(".")
+            or ".." in name
+        ):
+            raise invalid(f"Message attribute name '{name}' is invalid.")
+        if not isinstance(value, dict) or not isinstance(value.get("DataType"), str):
+            raise invalid(f"The message attribute '{name}' must contain a non-empty data type.")
+        data_type: str = value["DataType"]
+        if not _DATA_TYPE.fullmatch(data_type):
+            raise invalid(f"The message attribute '{name}' has an invalid message attribute type.")
+        if "StringListValues" in value or "BinaryListValues" in value:
+            raise invalid(f"Message attribute list values in '{name}' are not supported.")
+        if data_type.startswith("Binary"):
+            binary = value.get("BinaryValue")
+            if not isinstance(binary, str) or not _base64(binary):
+                raise invalid(f"The message attribute '{name}' must contain a binary value.")
+            typed[name] = TypedAttribute(data_type, binary_value=binary)
+            continue
+        string = value.get("StringValue")
+        if not isinstance(string, str) or string == "":
+            raise invalid(f"The message attribute '{name}' must contain a non-empty value.")
+        if data_type.startswith("Number") and not _NUMBER.fullmatch(string):
+            raise invalid(f"Can't cast the value of message attribute '{name}' to a number.")
+        typed[name] = TypedAttribute(data_type, string_value=string)
+    return typed
+
+
+def _base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def attributes_size(typed: dict[str, TypedAttribute]) -> int:
+    """What the attributes count towards the message size, as SQS counts it."""
+    size = 0
+    for name, attribute in typed.items():
+        value = (
+            len(base64.b64decode(attribute.binary_value))
+            if attribute.binary_value is not None
+            else len((attribute.string_value or "").encode())
+        )
+        size += len(name.encode()) + len(attribute.data_type.encode()) + value
+    return size
+
+
+def as_sqs(
+    attributes: dict[str, str], typed: dict[str, TypedAttribute]
+) -> dict[str, TypedAttribute]:
+    """A message's attributes as SQS shows them: its native (string) attributes as String
+    attributes, and its typed ones as they were sent."""
+    return {
+        name: TypedAttribute("String", string_value=v) for name, v in attributes.items()
+    } | typed
+
+
+def selected(attributes: dict[str, TypedAttribute], names: list[str]) -> dict[str, TypedAttribute]:
+    """ReceiveMessage's ``MessageAttributeNames``: ``All``, ``.*``, ``prefix.*`` or names."""
+    if "All" in names or ".*" in names:
+        return attributes
+    prefixes = tuple(n[:-1] for n in names if n.endswith(".*"))
+    exact = set(names)
+    return {
+        k: v for k, v in attributes.items() if k in exact or (prefixes and k.startswith(prefixes))
+    }

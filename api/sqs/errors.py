@@ -1,0 +1,82 @@
+"""SQS's errors: the JSON shape ``{"__type": "com.amazonaws.sqs#<Shape>", "message": ...}``, and
+the ``x-amzn-query-error: <code>;Sender`` header that botocore reads (SQS moved from its query
+protocol to JSON, and SDKs still report the query protocol's codes)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from broker import errors
+
+_ERRORS: Final[dict[str, tuple[str, int]]] = {
+    # shape name: (the query protocol's code, status)
+    "QueueDoesNotExist": ("AWS.SimpleQueueService.NonExistentQueue", 400),
+    "QueueNameExists": ("QueueAlreadyExists", 400),
+    "ReceiptHandleIsInvalid": ("ReceiptHandleIsInvalid", 400),
+    "MessageNotInflight": ("AWS.SimpleQueueService.MessageNotInflight", 400),
+    "TooManyEntriesInBatchRequest": ("AWS.SimpleQueueService.TooManyEntriesInBatchRequest", 400),
+    "EmptyBatchRequest": ("AWS.SimpleQueueService.EmptyBatchRequest", 400),
+    "BatchEntryIdsNotDistinct": ("AWS.SimpleQueueService.BatchEntryIdsNotDistinct", 400),
+    "BatchRequestTooLong": ("AWS.SimpleQueueService.BatchRequestTooLong", 400),
+    "InvalidBatchEntryId": ("AWS.SimpleQueueService.InvalidBatchEntryId", 400),
+    "InvalidAttributeName": ("InvalidAttributeName", 400),
+    "InvalidAttributeValue": ("InvalidAttributeValue", 400),
+    "InvalidMessageContents": ("InvalidMessageContents", 400),
+    "UnsupportedOperation": ("AWS.SimpleQueueService.UnsupportedOperation", 400),
+    "InvalidParameterValue": ("InvalidParameterValue", 400),
+    "MissingParameter": ("MissingParameter", 400),
+    "InvalidAction": ("InvalidAction", 400),
+    "SerializationException": ("SerializationException", 400),
+    "AccessDenied": ("AccessDenied", 403),
+    "InvalidClientTokenId": ("InvalidClientTokenId", 403),
+    "SignatureDoesNotMatch": ("SignatureDoesNotMatch", 403),
+    "ServiceUnavailable": ("ServiceUnavailable", 503),
+    "InternalError": ("InternalError", 500),
+}
+
+
+class SqsError(Exception):
+    """An SQS error answer. ``shape`` names it (``QueueDoesNotExist``...)."""
+
+    def __init__(self, shape: str, message: str) -> None:
+        super().__init__(message)
+        assert shape in _ERRORS, shape
+        self.shape = shape
+        self.message = message
+
+    @property
+    def code(self) -> str:
+        return _ERRORS[self.shape][0]
+
+    @property
+    def status(self) -> int:
+        return _ERRORS[self.shape][1]
+
+    @property
+    def sender_fault(self) -> bool:
+        return self.status < 500
+
+
+def invalid(message: str) -> SqsError:
+    return SqsError("InvalidParameterValue", message)
+
+
+def missing(parameter: str) -> SqsError:
+    return SqsError("MissingParameter", f"The request must contain the parameter {parameter}.")
+
+
+def from_broker(error: errors.BrokerError) -> SqsError:
+    """The SQS error for a domain refusal."""
+    match error:
+        case errors.QueueNotFoundError():
+            return SqsError("QueueDoesNotExist", "The specified queue does not exist.")
+        case errors.QueueExistsError():
+            return SqsError("QueueNameExists", error.detail)
+        case errors.MessageTooLargeError():
+            return invalid(f"One or more parameters are invalid. Reason: {error.detail}")
+        case errors.MessageNotFoundError() | errors.LeaseLostError():
+            return SqsError("ReceiptHandleIsInvalid", error.detail)
+        case errors.StoreUnavailableError():
+            return SqsError("ServiceUnavailable", error.detail)
+        case _:
+            return invalid(error.detail)
