@@ -12,7 +12,7 @@ from typing import Any, Final, Literal, TypeAlias, cast
 
 import msgspec
 
-from broker.events import StoredEvent
+from broker.events import StoredEvent, TypedAttribute
 from broker.ports import EventStore
 from broker.state import from_us
 from broker.store.sql import Database, Sql
@@ -72,6 +72,7 @@ class MessageSummary(msgspec.Struct, kw_only=True):
     visible_at: datetime
     priority: int
     group_id: str | None
+    typed_attributes: dict[str, TypedAttribute]
 
 
 class MessageResource(MessageSummary, kw_only=True):
@@ -191,25 +192,30 @@ def _live_queue_id(conn: Sql, name: str) -> int:
     return int(rows[0][0])
 
 
-class _BodyOnly(msgspec.Struct):
+class Published(msgspec.Struct):
+    """What a listing shows of a message's ``message.published`` event beyond its row."""
+
     body: msgspec.Raw
+    typed_attributes: dict[str, TypedAttribute] = {}
 
 
-_body_decoder: Final = msgspec.json.Decoder(_BodyOnly)
+_published_decoder: Final = msgspec.json.Decoder(Published)
 
 
-def bodies(events: list[StoredEvent]) -> dict[int, msgspec.Raw]:
-    """Message bodies by publish position, sliced out of the log without parsing them."""
-    return {stored.position: _body_decoder.decode(stored.data).body for stored in events}
+def bodies(events: list[StoredEvent]) -> dict[int, Published]:
+    """Message bodies (and typed attributes) by publish position, sliced out of the log
+    without parsing the bodies."""
+    return {stored.position: _published_decoder.decode(stored.data) for stored in events}
 
 
-def summary(row: MessageViewRow, body: msgspec.Raw, now: int) -> MessageSummary:
+def summary(row: MessageViewRow, published: Published, now: int) -> MessageSummary:
     return MessageSummary(
         id=row.message_id,
         queue=row.queue,
         status=public_status(row.status, row.visible_at, now),
-        body=body,
+        body=published.body,
         attributes=msgspec.json.decode(row.attributes, type=dict[str, str]),
+        typed_attributes=published.typed_attributes,
         receive_count=row.receive_count,
         published_at=from_us(row.published_at),
         visible_at=from_us(row.visible_at),
