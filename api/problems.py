@@ -32,6 +32,7 @@ _STATUS_OF: Final[dict[type[errors.BrokerError], int]] = {
     errors.QueueNotFoundError: 404,
     errors.MessageNotFoundError: 404,
     errors.PurgeNotFoundError: 404,
+    errors.MoveTaskNotFoundError: 404,
     errors.QueueExistsError: 409,
     errors.LeaseLostError: 409,
     errors.MessageTooLargeError: 413,

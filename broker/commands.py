@@ -185,6 +185,18 @@ class RestoreQueue(Command, frozen=True, kw_only=True):
     """Bring the most recently deleted queue of this name back."""
 
 
+class StartMoveTask(Command, frozen=True, kw_only=True):
+    """Move this (dead-letter) queue's available messages, over time, as the sweeper goes."""
+
+    task: str
+    destination: str | None = None
+    max_per_second: int | None = None
+
+
+class CancelMoveTask(Command, frozen=True, kw_only=True):
+    task: str
+
+
 class Sweep(msgspec.Struct, frozen=True, kw_only=True):
     """Record the time-driven transitions that are due: lease expiry, retention expiry and the
     dead-lettering they may cause. ``queue`` limits the sweep to one queue."""
@@ -206,5 +218,7 @@ AnyCommand: TypeAlias = (
     | RedriveMessages
     | UndoPurge
     | RestoreQueue
+    | StartMoveTask
+    | CancelMoveTask
     | Sweep
 )

@@ -20,6 +20,7 @@ from broker.commands import (
     QUEUE_NAME_PATTERN,
     AckMessages,
     AnyCommand,
+    CancelMoveTask,
     CreateQueue,
     DeleteQueue,
     ExtendLease,
@@ -32,15 +33,18 @@ from broker.commands import (
     RedriveFilter,
     RedriveMessages,
     RestoreQueue,
+    StartMoveTask,
     Sweep,
     UndoPurge,
     UpdateQueue,
 )
 from broker.errors import (
+    BrokerError,
     InvalidCommandError,
     LeaseLostError,
     MessageNotFoundError,
     MessageTooLargeError,
+    MoveTaskNotFoundError,
     PurgeNotFoundError,
     QueueExistsError,
     QueueNotFoundError,
@@ -59,6 +63,8 @@ from broker.events import (
     MessageRestored,
     QueueCreated,
     QueueDeleted,
+    QueueMoveTaskEnded,
+    QueueMoveTaskStarted,
     QueuePurged,
     QueuePurgeUndone,
     QueueRestored,
@@ -67,7 +73,16 @@ from broker.events import (
     TypedAttribute,
 )
 from broker.ids import lease_of, receipt_for
-from broker.state import SETTINGS, MessageState, QueueState, StateView, from_us, to_us
+from broker.state import (
+    SETTINGS,
+    MessageState,
+    MoveTask,
+    QueueState,
+    StateView,
+    from_us,
+    move_task_of,
+    to_us,
+)
 
 _REDRIVE_CHUNK: Final = 500
 _DRY_RUN_SAMPLE: Final = 10
@@ -123,6 +138,8 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     """The publishing request's trace context, so the consumer can continue its trace."""
     typed_attributes: dict[str, TypedAttribute] = {}
     dedup_id: str | None = None
+    first_received_at: datetime | None = None
+    """When the message was first received: by this receive, or an earlier one."""
 
 
 class ReceiveReply(msgspec.Struct, frozen=True):
@@ -174,6 +191,13 @@ class SweepReply(msgspec.Struct, frozen=True):
     events: int
 
 
+class MoveTaskReply(msgspec.Struct, frozen=True):
+    task: str
+    moved: int
+    """Moved so far (when cancelled: in all)."""
+    position: int
+
+
 Reply: TypeAlias = (
     QueueReply
     | PublishReply
@@ -186,6 +210,7 @@ Reply: TypeAlias = (
     | RedriveReply
     | DryRunReply
     | SweepReply
+    | MoveTaskReply
 )
 
 
@@ -230,6 +255,10 @@ def decide(view: StateView, command: AnyCommand, ctx: Context) -> Decision:
             return _undo_purge(view, command, ctx)
         case RestoreQueue():
             return _restore(view, command, ctx)
+        case StartMoveTask():
+            return _start_move(view, command, ctx)
+        case CancelMoveTask():
+            return _cancel_move(view, command, ctx)
         case Sweep():
             return _sweep(view, command, ctx)
         case _:
@@ -529,6 +558,9 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
             trace=bodies[message.position].trace,
             typed_attributes=bodies[message.position].typed_attributes,
             dedup_id=bodies[message.position].dedup_id,
+            first_received_at=ctx.now
+            if message.first_leased_at is None
+            else from_us(message.first_leased_at),
         )
         for message, receipt in taken
     ]
@@ -776,4 +808,84 @@ def _sweep(view: StateView, command: Sweep, ctx: Context) -> Decision:
             events.append(
                 MessageExpired(at=ctx.now, queue=queue.name, message_id=message.message_id)
             )
+        task = move_task_of(queue)
+        if task is not None:
+            events.extend(_move_some(view, queue, task, ctx))
     return Decision(events, SweepReply(len(events)))
+
+
+MOVE_BATCH: Final = 500
+"""At most this many messages a sweep moves for one task (SQS's own limit per second)."""
+
+
+def _move_some(view: StateView, queue: QueueState, task: MoveTask, ctx: Context) -> list[AnyEvent]:
+    """A running move task's next messages, as fast as its rate allows since it started; the
+    task ends when a batch finds fewer messages to move than it could have moved."""
+    rate = task.max_per_second or MOVE_BATCH
+    allowed = min(MOVE_BATCH, rate * (ctx.now_us - task.started_at) // 1_000_000 - task.moved)
+    if allowed <= 0:
+        return []
+    try:
+        moved = _redrive(
+            view, RedriveMessages(queue=queue.name, to=task.destination, max=allowed), ctx
+        )
+    except BrokerError as error:  # the destination was deleted since
+        return [_ended(queue, task, ctx, "FAILED", task.moved, error.detail)]
+    events = [
+        msgspec.structs.replace(e, task=task.task) if isinstance(e, MessageRedriven) else e
+        for e in moved.events
+    ]
+    assert isinstance(moved.reply, RedriveReply)
+    if moved.reply.moved < allowed:
+        events.append(_ended(queue, task, ctx, "COMPLETED", task.moved + moved.reply.moved))
+    return events
+
+
+def _ended(
+    queue: QueueState,
+    task: MoveTask,
+    ctx: Context,
+    status: str,
+    moved: int,
+    reason: str | None = None,
+) -> QueueMoveTaskEnded:
+    return QueueMoveTaskEnded(
+        at=ctx.now, queue=queue.name, task=task.task, status=status, moved=moved, reason=reason
+    )
+
+
+def _start_move(view: StateView, command: StartMoveTask, ctx: Context) -> Decision:
+    queue = _require(view, command.queue)
+    if queue.move_task is not None:
+        raise InvalidCommandError(
+            f"queue {queue.name!r} already has a running move task", field="task"
+        )
+    if not any(q.dead_letter_queue == queue.name for q in view.live_queues()):
+        raise InvalidCommandError(
+            f"queue {queue.name!r} is no queue's dead-letter queue", field="queue"
+        )
+    if command.destination is not None:
+        target = view.queue(command.destination)
+        if target is None or target.queue_id == queue.queue_id:
+            raise InvalidCommandError(
+                f"destination {command.destination!r} is not another live queue",
+                field="destination",
+            )
+    started = QueueMoveTaskStarted(
+        at=ctx.now,
+        queue=queue.name,
+        task=command.task,
+        destination=command.destination,
+        max_per_second=command.max_per_second,
+        to_move=view.count_live(queue.queue_id),
+    )
+    return Decision([started], MoveTaskReply(command.task, 0, view.next_position))
+
+
+def _cancel_move(view: StateView, command: CancelMoveTask, ctx: Context) -> Decision:
+    queue = _require(view, command.queue)
+    task = move_task_of(queue)
+    if task is None or task.task != command.task:
+        raise MoveTaskNotFoundError(f"no running move task {command.task!r} on {queue.name!r}")
+    ended = _ended(queue, task, ctx, "CANCELLED", task.moved)
+    return Decision([ended], MoveTaskReply(task.task, task.moved, view.next_position))

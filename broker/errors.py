@@ -35,6 +35,10 @@ class MessageTooLargeError(BrokerError):
     """A message over its queue's ``max_message_bytes``."""
 
 
+class MoveTaskNotFoundError(BrokerError):
+    """No running move task with that handle on that queue."""
+
+
 class LeaseLostError(BrokerError):
     """The receipt no longer holds the message's lease (expired, re-leased, acked or purged)."""
 

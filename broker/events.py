@@ -155,6 +155,27 @@ class MessageExpired(MessageEvent, frozen=True, kw_only=True, tag="message.expir
 class MessageRedriven(MessageEvent, frozen=True, kw_only=True, tag="message.redriven"):
     to_queue: str
     new_message_id: str
+    task: str | None = None
+    """The move task that moved it, if one did (``queue.move_task_started``)."""
+
+
+class QueueMoveTaskStarted(Event, frozen=True, kw_only=True, tag="queue.move_task_started"):
+    """A move task: the sweeper redrives this queue's available messages, at most
+    ``max_per_second``, to ``destination`` (None: back to each message's source queue), until
+    none is left (``queue.move_task_ended``)."""
+
+    task: str
+    destination: str | None = None
+    max_per_second: int | None = None
+    to_move: int = 0
+
+
+class QueueMoveTaskEnded(Event, frozen=True, kw_only=True, tag="queue.move_task_ended"):
+    task: str
+    status: str
+    """``COMPLETED``, ``CANCELLED`` or ``FAILED`` (``reason`` says why)."""
+    moved: int
+    reason: str | None = None
 
 
 class MessageRestored(MessageEvent, frozen=True, kw_only=True, tag="message.restored"):
@@ -181,6 +202,8 @@ AnyEvent: TypeAlias = (
     | MessageExpired
     | MessageRedriven
     | MessageRestored
+    | QueueMoveTaskStarted
+    | QueueMoveTaskEnded
 )
 
 EVENT_TYPES: Final[tuple[str, ...]] = (
@@ -200,6 +223,8 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "message.expired",
     "message.redriven",
     "message.restored",
+    "queue.move_task_started",
+    "queue.move_task_ended",
 )
 
 _COMMON: Final = frozenset({"at", "queue", "message_id"})

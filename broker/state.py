@@ -38,6 +38,8 @@ from broker.events import (
     MessageRestored,
     QueueCreated,
     QueueDeleted,
+    QueueMoveTaskEnded,
+    QueueMoveTaskStarted,
     QueuePurged,
     QueuePurgeUndone,
     QueueRestored,
@@ -105,6 +107,20 @@ class QueueState(msgspec.Struct, frozen=True):
     tags: str = "{}"
     """JSON: a column holds text, not a mapping."""
     redrive_allow_policy: str | None = None
+    move_task: str | None = None
+    """The running move task, a ``MoveTask`` as JSON; None when none runs."""
+
+
+class MoveTask(msgspec.Struct, frozen=True, kw_only=True):
+    task: str
+    destination: str | None
+    max_per_second: int | None
+    started_at: int
+    moved: int = 0
+
+
+def move_task_of(queue: QueueState) -> MoveTask | None:
+    return None if queue.move_task is None else msgspec.json.decode(queue.move_task, type=MoveTask)
 
 
 class MessageState(msgspec.Struct, frozen=True):
@@ -127,6 +143,8 @@ class MessageState(msgspec.Struct, frozen=True):
     """The position of the purge that removed it (what an undo names)."""
     reason: Text | None = None
     """Its last nack's reason, or (a copy in a dead-letter queue) why it was moved there."""
+    first_leased_at: int | None = None
+    """When it was first received (SQS's ApproximateFirstReceiveTimestamp)."""
 
 
 class GroupState(msgspec.Struct, frozen=True):
@@ -355,6 +373,7 @@ def evolve(view: StateView, event: AnyEvent, position: int) -> list[Change]:
                 lease=event.lease,
                 receive_count=event.receive_count,
                 visible_at=to_us(event.visible_at),
+                first_leased_at=message.first_leased_at or at,
             )
             return [PutMessage(leased), *_group_leased(view, message)]
         case MessageAcked():
@@ -364,7 +383,28 @@ def evolve(view: StateView, event: AnyEvent, position: int) -> list[Change]:
         case MessageExpired():
             return _leave(view, _message(view, event.message_id), "expired")
         case MessageRedriven():
-            return _leave(view, _message(view, event.message_id), "redriven")
+            changes = _leave(view, _message(view, event.message_id), "redriven")
+            if event.task is not None:  # one more moved by the running task
+                source = _live_queue(view, event.queue)
+                task = move_task_of(source)
+                if task is not None and task.task == event.task:
+                    counted = msgspec.structs.replace(task, moved=task.moved + 1)
+                    moving = msgspec.json.encode(counted).decode()
+                    changes.append(PutQueue(msgspec.structs.replace(source, move_task=moving)))
+            return changes
+        case QueueMoveTaskStarted():
+            queue = _live_queue(view, event.queue)
+            task = MoveTask(
+                task=event.task,
+                destination=event.destination,
+                max_per_second=event.max_per_second,
+                started_at=at,
+            )
+            encoded = msgspec.json.encode(task).decode()
+            return [PutQueue(msgspec.structs.replace(queue, move_task=encoded))]
+        case QueueMoveTaskEnded():
+            queue = _live_queue(view, event.queue)
+            return [PutQueue(msgspec.structs.replace(queue, move_task=None))]
         case MessageNacked():
             message = msgspec.structs.replace(
                 _message(view, event.message_id),

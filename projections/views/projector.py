@@ -23,6 +23,8 @@ from broker.events import (
     MessageRestored,
     QueueCreated,
     QueueDeleted,
+    QueueMoveTaskEnded,
+    QueueMoveTaskStarted,
     QueuePurged,
     QueuePurgeUndone,
     QueueRestored,
@@ -78,6 +80,8 @@ class ViewsProjector:
             queue = queues.apply_queue_event(live_queues[queue_id], event, position)
             changed_queues.add(queue_id)
             match event:
+                case QueueMoveTaskStarted() | QueueMoveTaskEnded():
+                    pass  # the task is the write side's and the log's; the queue's row moved
                 case QueueUpdated() | QueuePurgeUndone():
                     versions.queue(queue, position)  # restored messages follow, each its own
                 case QueueDeleted():

@@ -20,6 +20,8 @@ from broker.events import (
     MessageRestored,
     QueueCreated,
     QueueDeleted,
+    QueueMoveTaskEnded,
+    QueueMoveTaskStarted,
     QueuePurged,
     QueuePurgeUndone,
     QueueRestored,
@@ -106,6 +108,8 @@ def apply_queue_event(row: QueueViewRow | None, event: AnyEvent, position: int) 
             | MessageLeaseExtended()
             | MessageLeaseExpired()
             | MessageRedriven()
+            | QueueMoveTaskStarted()
+            | QueueMoveTaskEnded()
         ):
             pass  # no total changes; the queue's position moved above
         case _:

@@ -123,3 +123,17 @@ async def test_a_receipt_names_its_message(broker: Broker) -> None:
     assert ids.message_of(reply.messages[0].receipt) == published.id
     assert ids.message_of("no-dot-here") is None
     assert ids.message_of(".only-an-id") is None
+
+
+async def test_the_first_receive_time_is_kept_across_receives(broker: Broker) -> None:
+    await broker.create("q")
+    await publish(broker, "q", new())
+    first = await broker.run(ReceiveMessages(queue="q", visibility_timeout_s=0))
+    assert isinstance(first, ReceiveReply)
+    [delivery] = first.messages
+    assert delivery.first_received_at == broker.clock()
+    broker.clock.advance(5)
+    again = await broker.run(ReceiveMessages(queue="q"))
+    assert isinstance(again, ReceiveReply)
+    assert again.messages[0].receive_count == 2
+    assert again.messages[0].first_received_at == delivery.first_received_at
