@@ -20,9 +20,21 @@ from api.sqs.context import Call
 from api.sqs.errors import SqsError, from_broker, invalid, missing
 from broker import commands as cmd
 from broker import ids
-from broker.decide import FIFO_SUFFIX, AckReply, Delivery, PublishReply, QueueReply
-from broker.errors import BrokerError, QueueExistsError
-from broker.events import TypedAttribute
+from broker.decide import (
+    FIFO_SUFFIX,
+    AckReply,
+    Delivery,
+    MoveTaskReply,
+    PublishReply,
+    QueueReply,
+)
+from broker.errors import (
+    BrokerError,
+    MoveTaskNotFoundError,
+    QueueExistsError,
+    QueueNotFoundError,
+)
+from broker.events import QueueMoveTaskEnded, QueueMoveTaskStarted, TypedAttribute
 from broker.state import to_us
 from projections import queries
 from projections.queries import QueueResource
@@ -498,6 +510,9 @@ def _message(
         "SenderId": call.account_id,
         "SentTimestamp": str(int(delivery.published_at.timestamp() * 1000)),
         "ApproximateReceiveCount": str(delivery.receive_count),
+        "ApproximateFirstReceiveTimestamp": None
+        if delivery.first_received_at is None
+        else str(int(delivery.first_received_at.timestamp() * 1000)),
         "MessageGroupId": delivery.group_id if fifo else None,
         "MessageDeduplicationId": delivery.dedup_id if fifo else None,
         "SequenceNumber": _sequence_number(delivery.position) if fifo else None,
@@ -652,3 +667,123 @@ async def ChangeMessageVisibilityBatch(call: Call, params: Params) -> Params:
         else:
             successful.append({"Id": entry["Id"]})
     return {"Successful": successful, "Failed": failed}
+
+
+# -- move tasks ---------------------------------------------------------------------------------
+
+
+def _queue_of_arn(arn: Any, parameter: str) -> str:
+    if not isinstance(arn, str) or not arn:
+        raise missing(parameter)
+    name = arn.rsplit(":", 1)[-1]
+    if not arn.startswith("arn:") or not _QUEUE_NAME.fullmatch(name):
+        raise invalid(f"Value {arn} for parameter {parameter} is not a queue ARN.")
+    return name
+
+
+def _handle(source: str, task: str) -> str:
+    """A task handle names its queue, so that CancelMessageMoveTask needs nothing else."""
+    return base64.urlsafe_b64encode(f"{source}\n{task}".encode()).decode()
+
+
+def _unhandle(handle: Any) -> tuple[str, str]:
+    if not isinstance(handle, str) or not handle:
+        raise missing("TaskHandle")
+    try:
+        source, task = base64.urlsafe_b64decode(handle.encode()).decode().split("\n")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise SqsError("ResourceNotFoundException", "The task handle is not valid.") from None
+    return source, task
+
+
+@action
+async def StartMessageMoveTask(call: Call, params: Params) -> Params:
+    """Cairn's redrive, over time: the sweeper moves the messages (``queue.move_task_*``)."""
+    source = _queue_of_arn(params.get("SourceArn"), "SourceArn")
+    destination_arn = params.get("DestinationArn")
+    destination = (
+        None if destination_arn is None else _queue_of_arn(destination_arn, "DestinationArn")
+    )
+    rate = _integer(params, "MaxNumberOfMessagesPerSecond", 1, 500)
+    call.require("manage", source)
+    task = call.s.writer.new_id()
+    try:
+        reply = await call.s.run(
+            cmd.StartMoveTask(queue=source, task=task, destination=destination, max_per_second=rate)
+        )
+    except QueueNotFoundError:
+        raise SqsError("ResourceNotFoundException", f"The queue {source} does not exist.") from None
+    assert isinstance(reply, MoveTaskReply)
+    return {"TaskHandle": _handle(source, task)}
+
+
+@action
+async def CancelMessageMoveTask(call: Call, params: Params) -> Params:
+    source, task = _unhandle(params.get("TaskHandle"))
+    call.require("manage", source)
+    try:
+        reply = await call.s.run(cmd.CancelMoveTask(queue=source, task=task))
+    except (QueueNotFoundError, MoveTaskNotFoundError):
+        raise SqsError(
+            "ResourceNotFoundException", "No running move task has this handle."
+        ) from None
+    assert isinstance(reply, MoveTaskReply)
+    return {"ApproximateNumberOfMessagesMoved": reply.moved}
+
+
+_TASK_EVENTS: Final = ("queue.move_task_started", "queue.move_task_ended")
+
+
+@action
+async def ListMessageMoveTasks(call: Call, params: Params) -> Params:
+    """The source queue's most recent tasks, newest first, from its events in the log."""
+    source = _queue_of_arn(params.get("SourceArn"), "SourceArn")
+    limit = _integer(params, "MaxResults", 1, 10) or 1
+    call.require("read", source)
+    await _resource(call, source)
+    store = call.s.store
+    started: dict[str, QueueMoveTaskStarted] = {}
+    ended: dict[str, QueueMoveTaskEnded] = {}
+    begun_at: dict[str, int] = {}
+    after = 0
+    while page := await store.read(after, 1000, queue=source, types=_TASK_EVENTS):
+        for stored in page:
+            event = stored.event()
+            if isinstance(event, QueueMoveTaskStarted):
+                started[event.task] = event
+                begun_at[event.task] = stored.position
+            elif isinstance(event, QueueMoveTaskEnded):
+                ended[event.task] = event
+        after = page[-1].position
+    newest = sorted(started, key=begun_at.__getitem__, reverse=True)[:limit]
+    results = []
+    for task in newest:
+        start, end = started[task], ended.get(task)
+        result: Params = {
+            "Status": "RUNNING" if end is None else end.status,
+            "SourceArn": call.arn_of(source),
+            "ApproximateNumberOfMessagesToMove": start.to_move,
+            "StartedTimestamp": int(start.at.timestamp() * 1000),
+        }
+        if end is None:
+            result["TaskHandle"] = _handle(source, task)
+            moved = await _moved_so_far(call, source, task, begun_at[task])
+        else:
+            moved = end.moved
+            if end.reason is not None:
+                result["FailureReason"] = end.reason
+        result["ApproximateNumberOfMessagesMoved"] = moved
+        if start.destination is not None:
+            result["DestinationArn"] = call.arn_of(start.destination)
+        if start.max_per_second is not None:
+            result["MaxNumberOfMessagesPerSecond"] = start.max_per_second
+        results.append(result)
+    return {"Results": results}
+
+
+async def _moved_so_far(call: Call, source: str, task: str, since: int) -> int:
+    moved, after = 0, since
+    while page := await call.s.store.read(after, 1000, queue=source, types=["message.redriven"]):
+        moved += sum(1 for s in page if getattr(s.event(), "task", None) == task)
+        after = page[-1].position
+    return moved

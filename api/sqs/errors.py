@@ -27,6 +27,7 @@ _ERRORS: Final[dict[str, tuple[str, int]]] = {
     "MissingParameter": ("MissingParameter", 400),
     "InvalidAction": ("InvalidAction", 400),
     "SerializationException": ("SerializationException", 400),
+    "ResourceNotFoundException": ("ResourceNotFoundException", 404),
     "AccessDenied": ("AccessDenied", 403),
     "InvalidClientTokenId": ("InvalidClientTokenId", 403),
     "SignatureDoesNotMatch": ("SignatureDoesNotMatch", 403),
@@ -74,6 +75,8 @@ def from_broker(error: errors.BrokerError) -> SqsError:
             return SqsError("QueueNameExists", error.detail)
         case errors.MessageTooLargeError():
             return invalid(f"One or more parameters are invalid. Reason: {error.detail}")
+        case errors.MoveTaskNotFoundError():
+            return SqsError("ResourceNotFoundException", error.detail)
         case errors.MessageNotFoundError() | errors.LeaseLostError():
             return SqsError("ReceiptHandleIsInvalid", error.detail)
         case errors.StoreUnavailableError():

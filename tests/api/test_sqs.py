@@ -205,6 +205,8 @@ def test_send_receive_delete_with_md5s_and_every_attribute_type(sqs: Any) -> Non
     assert message["MD5OfMessageAttributes"] == attributes_md5(attributes)
     assert message["Attributes"]["ApproximateReceiveCount"] == "1"
     assert abs(int(message["Attributes"]["SentTimestamp"]) / 1000 - time.time()) < 60
+    first = int(message["Attributes"]["ApproximateFirstReceiveTimestamp"])
+    assert int(message["Attributes"]["SentTimestamp"]) <= first
 
     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])  # idempotent
@@ -451,7 +453,12 @@ def test_messages_cross_doors_and_share_one_history(sqs: Any, http: httpx.Client
     )
     native = http.post(f"/v1/queues/{name}/receive", json={"wait_s": 2}).json()["messages"]
     assert [(m["id"], m["body"]) for m in native] == [(sent["MessageId"], "from sqs")]
-    assert native[0]["typed_attributes"] == {"k": {"data_type": "Number", "string_value": "7"}}
+    typed = {"k": {"data_type": "Number", "string_value": "7"}}
+    assert native[0]["typed_attributes"] == typed
+    resource = http.get(
+        f"/v1/queues/{name}/messages/{sent['MessageId']}", params={"min_position": head(http)}
+    ).json()
+    assert resource["typed_attributes"] == typed and resource["body"] == "from sqs"
     acked = http.post(
         f"/v1/queues/{name}/messages/{native[0]['id']}/ack", json={"receipt": native[0]["receipt"]}
     )
@@ -602,3 +609,103 @@ def test_signed_requests_with_auth_on(secure: Server) -> None:
         f"{secure.url}/v1/queues/orders-1", headers={"Authorization": f"Bearer {token}"}
     )
     assert native.json()["stats"]["published_total"] == 1
+
+
+# -- move tasks -----------------------------------------------------------------------------------
+
+
+def dead_lettered(sqs: Any, n: int) -> tuple[str, str, str]:
+    """A source queue and its dead-letter queue holding ``n`` messages; their URLs and the
+    dead-letter queue's ARN."""
+    dlq = sqs.create_queue(QueueName=new_name("dlq"))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 1})
+    url = sqs.create_queue(QueueName=new_name(), Attributes={"RedrivePolicy": policy})["QueueUrl"]
+    for start in range(0, n, 10):
+        entries = [{"Id": str(i), "MessageBody": f"m{i}"} for i in range(start, min(n, start + 10))]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            break
+        sqs.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for i, m in enumerate(got)
+            ],
+        )
+    return url, dlq, arn
+
+
+def wait_for_task(sqs: Any, arn: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        [task] = sqs.list_message_move_tasks(SourceArn=arn)["Results"]
+        if task["Status"] == status:
+            return dict(task)
+        time.sleep(0.1)  # polling the task's status, as SQS clients do, with a deadline
+    raise AssertionError(f"the task did not reach {status}: {task}")
+
+
+def test_a_move_task_moves_the_dead_letters_back(sqs: Any, http: httpx.Client) -> None:
+    url, dlq, arn = dead_lettered(sqs, 30)
+    assert (
+        sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]["ApproximateNumberOfMessages"]
+        == "30"
+    )
+    handle = sqs.start_message_move_task(SourceArn=arn)["TaskHandle"]
+    task = wait_for_task(sqs, arn, "COMPLETED")
+    assert task["ApproximateNumberOfMessagesMoved"] == 30
+    assert task["ApproximateNumberOfMessagesToMove"] == 30 and "TaskHandle" not in task
+    bodies = []
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        bodies += [m["Body"] for m in got]
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
+            ],
+        )
+    assert sorted(bodies) == sorted(f"m{i}" for i in range(30))
+    name = arn.rsplit(":", 1)[1]
+    types = [e["type"] for e in events(http, name)]
+    assert types.count("queue.move_task_started") == 1 and types.count("message.redriven") == 30
+    error = error_of(sqs.cancel_message_move_task, TaskHandle=handle)
+    assert error["Code"] == "ResourceNotFoundException"
+
+
+def test_a_slow_move_task_can_be_cancelled(sqs: Any) -> None:
+    _url, _dlq, arn = dead_lettered(sqs, 20)
+    other = sqs.create_queue(QueueName=new_name("to"))["QueueUrl"]
+    other_arn = sqs.get_queue_attributes(QueueUrl=other, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    handle = sqs.start_message_move_task(
+        SourceArn=arn, DestinationArn=other_arn, MaxNumberOfMessagesPerSecond=2
+    )["TaskHandle"]
+    running = wait_for_task(sqs, arn, "RUNNING")
+    assert running["TaskHandle"] == handle and running["DestinationArn"] == other_arn
+    assert running["MaxNumberOfMessagesPerSecond"] == 2
+    assert error_of(sqs.start_message_move_task, SourceArn=arn)["Code"] == "InvalidParameterValue"
+    moved = sqs.cancel_message_move_task(TaskHandle=handle)["ApproximateNumberOfMessagesMoved"]
+    assert moved < 20
+    task = wait_for_task(sqs, arn, "CANCELLED")
+    assert task["ApproximateNumberOfMessagesMoved"] == moved
+    in_other = sqs.get_queue_attributes(QueueUrl=other, AttributeNames=["All"])["Attributes"]
+    assert int(in_other["ApproximateNumberOfMessages"]) == moved
+
+
+def test_a_move_task_needs_a_dead_letter_queue(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=new_name())["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    assert error_of(sqs.start_message_move_task, SourceArn=arn)["Code"] == "InvalidParameterValue"
+    missing = arn.rsplit(":", 1)[0] + ":nope-" + uuid.uuid4().hex[:6]
+    error = error_of(sqs.start_message_move_task, SourceArn=missing)
+    assert error["Code"] == "ResourceNotFoundException"
