@@ -96,11 +96,12 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
+    app.state.limiter = limiter  # the SQS door draws on the same budgets (api/sqs/door.py)
     app.state.openapi = openapi.build(
         ENDPOINTS,
         title="Cairn",
         version=version("cairn"),
-        auth=settings.jwt_secret is not None or settings.jwt_public_key is not None,
+        auth=settings.auth,
     )
     return app
 

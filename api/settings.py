@@ -109,6 +109,11 @@ class Settings(msgspec.Struct, kw_only=True):
             _check_sqs_credentials(self.sqs_credentials)
         return self
 
+    @property
+    def auth(self) -> bool:
+        """Whether authentication is on (a token key is configured)."""
+        return self.jwt_secret is not None or self.jwt_public_key is not None
+
     def authenticator(self) -> Authenticator | None:
         """The token checker these settings ask for; None when authentication is off."""
         if self.jwt_secret is None and self.jwt_public_key is None:

@@ -67,7 +67,7 @@ class Call:
         settings = s.settings
         region = DEFAULT_REGION
         principal = ANONYMOUS
-        if settings.authenticator() is not None:
+        if settings.auth:
             principal, region = _signed(request, body, settings.sqs_credentials)
         else:
             found = _AUTHORIZATION.match(request.headers.get("authorization", ""))

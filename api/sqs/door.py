@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.guard import RateLimiter
 from api.problems import ApiError
 from api.services import services
 from api.sqs import actions
@@ -47,6 +48,7 @@ async def sqs(request: Request) -> Response:
             )
         raw = await _body(request)
         call = Call.of(request, services(request), raw)
+        await _within_rate(request, call)
         try:
             params = _decoder.decode(raw or b"{}")
         except msgspec.DecodeError as error:
@@ -64,6 +66,28 @@ async def sqs(request: Request) -> Response:
     except ApiError as error:  # a read that timed out, a body over the limit
         shape = "ServiceUnavailable" if error.status == 503 else "InvalidParameterValue"
         return _error(SqsError(shape, error.detail), request_id)
+
+
+async def _within_rate(request: Request, call: Call) -> None:
+    """``--rate-limit`` applies here as on the native routes, per key subject (per client
+    address with auth off), from the same budget: a refusal is SQS's RequestThrottled, which
+    SDKs retry with backoff."""
+    limiter: RateLimiter | None = request.app.state.limiter
+    if limiter is None:
+        return
+    client = request.client
+    key = (
+        f"sub:{call.principal.subject}"
+        if call.s.settings.auth
+        else f"ip:{client.host if client else 'unknown'}"
+    )
+    try:
+        allowed, _ = await limiter.hit(key)
+    except Exception as error:  # the limiter's store is down: fail open, as the guard does
+        log.warning("rate_limiter_unavailable", error=str(error))
+        return
+    if not allowed:
+        raise SqsError("RequestThrottled", f"Rate of {limiter.item} exceeded.")
 
 
 async def _body(request: Request) -> bytes:

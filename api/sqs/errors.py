@@ -28,6 +28,7 @@ _ERRORS: Final[dict[str, tuple[str, int]]] = {
     "InvalidAction": ("InvalidAction", 400),
     "SerializationException": ("SerializationException", 400),
     "ResourceNotFoundException": ("ResourceNotFoundException", 404),
+    "RequestThrottled": ("RequestThrottled", 400),
     "AccessDenied": ("AccessDenied", 403),
     "InvalidClientTokenId": ("InvalidClientTokenId", 403),
     "SignatureDoesNotMatch": ("SignatureDoesNotMatch", 403),

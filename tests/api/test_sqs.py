@@ -709,3 +709,24 @@ def test_a_move_task_needs_a_dead_letter_queue(sqs: Any) -> None:
     missing = arn.rsplit(":", 1)[0] + ":nope-" + uuid.uuid4().hex[:6]
     error = error_of(sqs.start_message_move_task, SourceArn=missing)
     assert error["Code"] == "ResourceNotFoundException"
+
+
+def test_the_rate_limit_applies_to_the_door(tmp_path: Path) -> None:
+    server = make_server(tmp_path, "--rate-limit", "3/minute").start()
+    try:
+        answers = [
+            httpx.post(
+                server.url,
+                headers={
+                    "X-Amz-Target": "AmazonSQS.ListQueues",
+                    "Content-Type": "application/x-amz-json-1.0",
+                },
+                content=b"{}",
+            )
+            for _ in range(5)
+        ]
+    finally:
+        server.stop()
+    assert [a.status_code for a in answers] == [200, 200, 200, 400, 400]
+    assert answers[-1].headers["x-amzn-query-error"] == "RequestThrottled;Sender"
+    assert answers[-1].json()["__type"] == "com.amazonaws.sqs#RequestThrottled"
