@@ -428,6 +428,49 @@ def redis_row(
     return row
 
 
+def sqs_rows(
+    seconds: int, rounds: int, c: int, publish_path: str
+) -> list[tuple[str, str, str, str, str]]:
+    """The SQS door against the native routes, same messages, same server, same run."""
+    runs: dict[str, list[Run]] = {"native": [], "sqs": [], "native10": [], "sqs10": []}
+    for _ in range(rounds):
+        with cairn(1) as s:
+            runs["native"].append(wrk(s.url + publish_path, "publish.lua", seconds, c))
+            runs["sqs"].append(wrk(s.url + "/", "sqs_send.lua", seconds, c))
+            runs["native10"].append(wrk(s.url + publish_path + "/batch", "batch10.lua", seconds, c))
+            runs["sqs10"].append(wrk(s.url + "/", "sqs_batch.lua", seconds, c))
+            answered = sum(r.requests - r.errors for r in (runs["native"][-1], runs["sqs"][-1]))
+            answered += 10 * sum(
+                r.requests - r.errors for r in (runs["native10"][-1], runs["sqs10"][-1])
+            )
+            # Slack: what the last requests of each run (c each; 10 messages a batch) stored
+            # after wrk stopped counting.
+            check = check_stored(s, answered, 22 * c, 1)
+        if any(r.errors for rs in runs.values() for r in rs[-1:]):
+            raise SystemExit("some SQS or native publishes failed")
+    rate = {k: statistics.mean(r.per_s for r in v) for k, v in runs.items()}
+    p99 = statistics.mean(r.p99_ms for r in runs["sqs"])
+    rows = [
+        (
+            "S1. SendMessage vs native publish",
+            f"{rate['sqs']:,.0f} req/s (p99 {p99:.1f} ms)",
+            f"{rate['native']:,.0f} req/s",
+            f"{rate['sqs'] / rate['native']:.2f}x",
+            f">= 0.85x  {check}",
+        ),
+        (
+            "S2. SendMessageBatch (10) vs native batch (10)",
+            f"{10 * rate['sqs10']:,.0f} msg/s",
+            f"{10 * rate['native10']:,.0f} msg/s",
+            f"{rate['sqs10'] / rate['native10']:.2f}x",
+            ">= 0.85x",
+        ),
+    ]
+    for row in rows:
+        print(*row, sep=" | ", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -442,7 +485,9 @@ def main() -> None:
         help="a PostgreSQL server to create the benchmark's databases on (its admin URL)",
     )
     parser.add_argument(
-        "--only", default="sqlite,redis,postgres", help="sections: sqlite, redis, postgres"
+        "--only",
+        default="sqlite,sqs,redis,postgres",
+        help="sections: sqlite, sqs, redis, postgres",
     )
     args = parser.parse_args()
     ensure_wrk()
@@ -453,6 +498,8 @@ def main() -> None:
     sections = args.only.split(",")
     if "sqlite" in sections:
         rows += sqlite_rows(args.seconds, args.rounds, c, publish_path)
+    if "sqs" in sections:
+        rows += sqs_rows(args.seconds, args.rounds, c, publish_path)
     if "postgres" in sections:
         rows += postgres_rows(args.postgres, args.seconds, c, publish_path)
 

@@ -25,6 +25,7 @@ from broker.decide import (
     AckReply,
     Delivery,
     MoveTaskReply,
+    Published,
     PublishReply,
     QueueReply,
 )
@@ -387,10 +388,12 @@ def _new_message(call: Call, params: Params, fifo: bool) -> cmd.NewMessage:
                 f"Value {value} for parameter {label} is invalid. Reason: it must be 1 to 128"
                 " alphanumeric or punctuation characters."
             )
+    plain, typed_only = attrs.split_plain(typed)
     return cmd.NewMessage(
         message_id=call.s.writer.new_id(),
         body=msgspec.Raw(msgspec.json.encode(body)),
-        typed_attributes=typed,
+        attributes=plain,
+        typed_attributes=typed_only,
         delay_s=delay,
         dedup_id=dedup,
         group_id=group,
@@ -400,7 +403,7 @@ def _new_message(call: Call, params: Params, fifo: bool) -> cmd.NewMessage:
 
 def _sent(message: cmd.NewMessage, body: str, message_id: str, position: int, fifo: bool) -> Params:
     result: Params = {"MessageId": message_id, "MD5OfMessageBody": md5.of_body(body)}
-    digest = md5.of_attributes(message.typed_attributes)
+    digest = md5.of_attributes(attrs.as_sqs(message.attributes, message.typed_attributes))
     if digest is not None:
         result["MD5OfMessageAttributes"] = digest
     if fifo:
@@ -424,6 +427,38 @@ async def SendMessage(call: Call, params: Params) -> Params:
     assert isinstance(reply, PublishReply)
     result = reply.results[0]
     return _sent(message, params["MessageBody"], result.id, result.position, fifo)
+
+
+async def _publish_each(
+    call: Call, name: str, checked: list[tuple[Params, cmd.NewMessage]]
+) -> list[Published | BrokerError]:
+    """Each entry's outcome. The entries go as one command (one decision, one set of events in
+    one commit, as a native batch); only if the domain refuses that one does each entry go on
+    its own, so that a refused entry fails alone, as SQS batches do."""
+    if not checked:
+        return []
+    messages = tuple(m for _, m in checked)
+    try:
+        reply = await call.s.run(cmd.PublishMessages(queue=name, messages=messages))
+    except QueueNotFoundError:
+        raise  # the whole request's error, not each entry's
+    except BrokerError:
+        outcomes = await asyncio.gather(
+            *(call.s.run(cmd.PublishMessages(queue=name, messages=(m,))) for m in messages),
+            return_exceptions=True,
+        )
+        each: list[Published | BrokerError] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BrokerError):
+                each.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome from None
+            else:
+                assert isinstance(outcome, PublishReply)
+                each.append(outcome.results[0])
+        return each
+    assert isinstance(reply, PublishReply)
+    return list(reply.results)
 
 
 def _fifo(name: str) -> bool:
@@ -453,21 +488,12 @@ async def SendMessageBatch(call: Call, params: Params) -> Params:
             f"Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent"
             f" {total} bytes.",
         )
-    # Each entry is its own command, so one refused entry does not fail the others; they are
-    # handed to the writer together, in order, and committed in one group commit.
-    outcomes = await asyncio.gather(
-        *(call.s.run(cmd.PublishMessages(queue=name, messages=(m,))) for _, m in checked),
-        return_exceptions=True,
-    )
+    outcomes = await _publish_each(call, name, checked)
     for (entry, message), outcome in zip(checked, outcomes, strict=True):
         if isinstance(outcome, BrokerError):
             failed.append(_failure(entry["Id"], from_broker(outcome)))
             continue
-        if isinstance(outcome, BaseException):
-            raise outcome
-        assert isinstance(outcome, PublishReply)
-        result = outcome.results[0]
-        sent = _sent(message, entry["MessageBody"], result.id, result.position, fifo)
+        sent = _sent(message, entry["MessageBody"], outcome.id, outcome.position, fifo)
         successful.append({"Id": entry["Id"], **sent})
     return {"Successful": successful, "Failed": failed}
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from api.sqs.errors import SqsError, invalid
-from broker.commands import QueueSettings
+from broker.commands import ATTRIBUTE_KEY_PATTERN, MAX_ATTRIBUTE_VALUE, QueueSettings
+from broker.decide import RESERVED_ATTRIBUTES
 from broker.events import TypedAttribute
 from projections.queries import QueueResource
 
@@ -242,6 +243,33 @@ def attributes_size(typed: dict[str, TypedAttribute]) -> int:
         )
         size += len(name.encode()) + len(attribute.data_type.encode()) + value
     return size
+
+
+_PLAIN_NAME: Final = re.compile(ATTRIBUTE_KEY_PATTERN)
+
+
+def split_plain(
+    typed: dict[str, TypedAttribute],
+) -> tuple[dict[str, str], dict[str, TypedAttribute]]:
+    """SQS attributes as a message keeps them: the plain ``String`` ones that a native
+    attribute can hold are native attributes (so native consumers and redrive filters see
+    them, and they cost what native ones cost); the others stay typed. ``as_sqs`` gives back
+    exactly what was sent."""
+    plain: dict[str, str] = {}
+    kept: dict[str, TypedAttribute] = {}
+    for name, attribute in typed.items():
+        value = attribute.string_value
+        if (
+            attribute.data_type == "String"
+            and value is not None
+            and len(value) <= MAX_ATTRIBUTE_VALUE
+            and _PLAIN_NAME.match(name)
+            and name not in RESERVED_ATTRIBUTES
+        ):
+            plain[name] = value
+        else:
+            kept[name] = attribute
+    return plain, kept
 
 
 def as_sqs(

@@ -3,7 +3,6 @@ its JSON input, who is calling, and the answer or SQS's error shape."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -35,7 +34,8 @@ Action = Callable[[Call, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 async def sqs(request: Request) -> Response:
-    request_id = str(uuid.uuid4())
+    # The request log's id (X-Request-Id) names the request for SQS's clients too.
+    request_id = str(structlog.contextvars.get_contextvars().get("request_id", ""))
     try:
         target = request.headers.get("x-amz-target", "")
         if not target.startswith(_TARGET_PREFIX):
