@@ -293,6 +293,24 @@ def test_batches_report_each_entry(sqs: Any) -> None:
     assert [(f["Id"], f["Code"]) for f in deleted["Failed"]] == [("y", "ReceiptHandleIsInvalid")]
 
 
+def test_an_entry_the_queue_refuses_fails_alone(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=new_name(), Attributes={"MaximumMessageSize": "1024"})[
+        "QueueUrl"
+    ]
+    sent = sqs.send_message_batch(
+        QueueUrl=url,
+        Entries=[
+            {"Id": "small", "MessageBody": "a"},
+            {"Id": "big", "MessageBody": "x" * 2000},
+            {"Id": "also-small", "MessageBody": "b"},
+        ],
+    )
+    assert [s["Id"] for s in sent["Successful"]] == ["small", "also-small"]
+    assert [(f["Id"], f["Code"]) for f in sent["Failed"]] == [("big", "InvalidParameterValue")]
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(m["Body"] for m in got) == ["a", "b"]
+
+
 @pytest.mark.parametrize(
     ("entries", "code"),
     [
@@ -449,12 +467,16 @@ def test_messages_cross_doors_and_share_one_history(sqs: Any, http: httpx.Client
     sent = sqs.send_message(
         QueueUrl=url,
         MessageBody="from sqs",
-        MessageAttributes={"k": {"DataType": "Number", "StringValue": "7"}},
+        MessageAttributes={
+            "k": {"DataType": "Number", "StringValue": "7"},
+            "origin": {"DataType": "String", "StringValue": "sqs"},
+        },
     )
     native = http.post(f"/v1/queues/{name}/receive", json={"wait_s": 2}).json()["messages"]
     assert [(m["id"], m["body"]) for m in native] == [(sent["MessageId"], "from sqs")]
     typed = {"k": {"data_type": "Number", "string_value": "7"}}
     assert native[0]["typed_attributes"] == typed
+    assert native[0]["attributes"] == {"origin": "sqs"}  # a plain String one is a native one
     resource = http.get(
         f"/v1/queues/{name}/messages/{sent['MessageId']}", params={"min_position": head(http)}
     ).json()
