@@ -81,7 +81,7 @@ class ViewsProjector:
             changed_queues.add(queue_id)
             match event:
                 case QueueMoveTaskStarted() | QueueMoveTaskEnded():
-                    pass  # the task is the write side's and the log's; the queue's row moved
+                    continue  # the task is the write side's and the log's; its queue row moved
                 case QueueUpdated() | QueuePurgeUndone():
                     versions.queue(queue, position)  # restored messages follow, each its own
                 case QueueDeleted():
