@@ -21,10 +21,10 @@ from projections.queries import (
     QueueMissing,
     QueueResource,
     Stats,
-    bodies,
     message_resource,
+    page,
     resource,
-    summary,
+    status_condition,
 )
 from projections.views.history import MESSAGE_VERSIONS, QUEUE_VERSIONS, QueueVersionRow
 
@@ -146,20 +146,9 @@ def _message_rows(
             raise CursorUnknown(after)
         sql += " AND position > ?"
         params.append(found[0][0])
-    if status == "available":
-        sql += " AND status = 'ready' AND visible_at <= ?"
-        params.append(now)
-    elif status == "delayed":
-        sql += " AND status = 'ready' AND visible_at > ?"
-        params.append(now)
-    elif status == "in_flight":
-        sql += " AND status = 'leased'"
-    elif status is not None:
-        sql += " AND status = ?"
-        params.append(status)
-    sql += " ORDER BY position LIMIT ?"
-    params.append(limit + 1)
-    return conn.query(sql, params)
+    condition, values = status_condition(status, now)
+    sql += condition + " ORDER BY position LIMIT ?"
+    return conn.query(sql, [*params, *values, limit + 1])
 
 
 async def list_messages(
@@ -176,11 +165,4 @@ async def list_messages(
     found = await views.snapshot(
         lambda conn: _message_rows(conn, queue, position, status, after, limit, now)
     )
-    rows = MESSAGE_VERSIONS.load_all(found)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    by_position = bodies(await store.read_positions([r.position for r in rows]))
-    return MessagePage(
-        messages=[summary(r, by_position[r.position], now) for r in rows],
-        next=rows[-1].message_id if more else None,
-    )
+    return await page(store, MESSAGE_VERSIONS.load_all(found), limit, now)

@@ -7,6 +7,7 @@ delay ending is not an event.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, Literal, TypeAlias, cast
 
@@ -282,20 +283,40 @@ def _message_rows(
             raise CursorUnknown(after)
         sql += " AND position > ?"
         params.append(found[0][0])
-    if status == "available":
-        sql += " AND status = 'ready' AND +visible_at <= ?"  # walk by position (see sql.py)
-        params.append(now)
-    elif status == "delayed":
-        sql += " AND status = 'ready' AND visible_at > ?"
-        params.append(now)
-    elif status == "in_flight":
-        sql += " AND status = 'leased'"
-    elif status is not None:
-        sql += " AND status = ?"
-        params.append(status)
-    sql += " ORDER BY position LIMIT ?"
-    params.append(limit + 1)
-    return MESSAGE_VIEWS.load_all(conn.query(sql, params))
+    # "+visible_at": walk by position, not by the visible_at index (see sql.py).
+    condition, values = status_condition(status, now, visible_at="+visible_at")
+    sql += condition + " ORDER BY position LIMIT ?"
+    return MESSAGE_VIEWS.load_all(conn.query(sql, [*params, *values, limit + 1]))
+
+
+def status_condition(
+    status: PublicStatus | None, now: int, *, visible_at: str = "visible_at"
+) -> tuple[str, list[Any]]:
+    """The SQL (``AND ...``) and values that keep a listing's rows of one public status."""
+    match status:
+        case None:
+            return "", []
+        case "available":
+            return f" AND status = 'ready' AND {visible_at} <= ?", [now]
+        case "delayed":
+            return " AND status = 'ready' AND visible_at > ?", [now]
+        case "in_flight":
+            return " AND status = 'leased'", []
+        case _:
+            return " AND status = ?", [status]
+
+
+async def page(
+    store: EventStore, rows: Sequence[MessageViewRow], limit: int, now: int
+) -> MessagePage:
+    """A listing's page from up to ``limit + 1`` rows (one more says a next page exists),
+    with the bodies read from the log."""
+    shown = rows[:limit]
+    by_position = bodies(await store.read_positions([r.position for r in shown]))
+    return MessagePage(
+        messages=[summary(r, by_position[r.position], now) for r in shown],
+        next=shown[-1].message_id if len(rows) > limit else None,
+    )
 
 
 async def list_messages(
@@ -309,10 +330,4 @@ async def list_messages(
     now: int,
 ) -> MessagePage:
     rows = await views.snapshot(lambda conn: _message_rows(conn, queue, status, after, limit, now))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    by_position = bodies(await store.read_positions([r.position for r in rows]))
-    return MessagePage(
-        messages=[summary(r, by_position[r.position], now) for r in rows],
-        next=rows[-1].message_id if more else None,
-    )
+    return await page(store, rows, limit, now)
