@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from starlette.applications import Starlette
@@ -23,6 +23,7 @@ from api.problems import ApiError, from_broker
 from api.routes import events, messages, ops, queues
 from api.settings import Settings, from_env
 from api.sqs import door as sqs_door
+from api.ui import dashboard
 from broker.errors import BrokerError
 from projections import redis_streams
 
@@ -34,6 +35,8 @@ ENDPOINTS: list[Endpoint] = [
     *events.endpoints.items,
     *ops.endpoints.items,
 ]
+
+ANALYTICS_PATH: Final = "/v1/queues/{name}/analytics"
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -88,7 +91,14 @@ def create_app(settings: Settings) -> Starlette:
         Exception: _unexpected,
     }
     app = Starlette(
-        routes=[*routes(ENDPOINTS), *sqs_door.ROUTES],
+        routes=[
+            *routes(ENDPOINTS),
+            *sqs_door.ROUTES,
+            *dashboard.routes(
+                auth=settings.auth,
+                analytics=any(e.path == ANALYTICS_PATH for e in ENDPOINTS),
+            ),
+        ],
         middleware=[
             Middleware(RequestLog, metrics=metrics),
             Middleware(Guard, authenticator=settings.authenticator(), limiter=limiter),
