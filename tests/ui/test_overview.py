@@ -1,0 +1,73 @@
+"""/ui/: every live queue with its depths, live; the log head and the projections."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Locator, expect
+
+from tests.ui.conftest import LIVE_MS, Dashboard
+
+
+def row(ui: Dashboard, queue: str) -> Locator:
+    return ui.page.get_by_role("row").filter(
+        has=ui.page.get_by_role("link", name=queue, exact=True)
+    )
+
+
+def cell(ui: Dashboard, queue: str, column: str) -> Locator:
+    """The cell of ``queue``'s row under the column header named ``column``."""
+    headers = ui.page.get_by_role("columnheader").all_inner_texts()
+    return row(ui, queue).get_by_role("cell").nth(headers.index(column) - 1)
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"], indirect=True)
+def test_the_overview_shows_each_queue_as_the_api_does(ui: Dashboard) -> None:
+    busy, quiet = ui.create(), ui.create()
+    for n in range(3):
+        ui.publish(busy, {"n": n})
+    ui.publish(busy, delay_s=600)
+    ui.receive(busy)
+    page = ui.open("/ui/")
+    for header in ("Queue", "Available", "In flight", "Delayed"):
+        expect(page.get_by_role("columnheader", name=header, exact=True)).to_be_visible()
+    expect(row(ui, busy)).to_be_visible()
+    for queue in (busy, quiet):
+        stats = ui.get(f"/v1/queues/{queue}")["stats"]
+        expect(cell(ui, queue, "Available")).to_have_text(str(stats["available"]))
+        expect(cell(ui, queue, "In flight")).to_have_text(str(stats["in_flight"]))
+        expect(cell(ui, queue, "Delayed")).to_have_text(str(stats["delayed"]))
+    expect(row(ui, busy).get_by_role("link", name=busy, exact=True)).to_have_attribute(
+        "href", f"/ui/queues/{busy}"
+    )
+    head = ui.get("/v1/projections")["head"]
+    expect(page.get_by_text("Log head: position")).to_contain_text(f"{head:,}")
+    expect(page.get_by_role("row", name="views")).to_be_visible()
+    ui.screenshot("overview")
+
+
+def test_a_new_queue_and_a_depth_change_show_within_two_seconds(ui: Dashboard) -> None:
+    page = ui.open("/ui/")
+    expect(page.get_by_text("Live", exact=True)).to_be_visible()
+    queue = ui.create()
+    expect(row(ui, queue)).to_be_visible(timeout=LIVE_MS)
+    expect(cell(ui, queue, "Available")).to_have_text("0")
+    ui.publish(queue)
+    ui.publish(queue)
+    expect(cell(ui, queue, "Available")).to_have_text("2", timeout=LIVE_MS)
+    ui.receive(queue)
+    expect(cell(ui, queue, "In flight")).to_have_text("1", timeout=LIVE_MS)
+    expect(cell(ui, queue, "Available")).to_have_text("1", timeout=LIVE_MS)
+    assert ui.api.delete(f"/v1/queues/{queue}").status_code == 204
+    expect(row(ui, queue)).to_have_count(0, timeout=LIVE_MS)
+
+
+def test_a_queue_name_links_to_its_page_without_reloading(ui: Dashboard) -> None:
+    queue = ui.create()
+    page = ui.open("/ui/")
+    page.evaluate("window.loadedOnce = true")
+    page.get_by_role("link", name=queue, exact=True).click()
+    expect(page).to_have_url(f"{ui.server.url}/ui/queues/{queue}")
+    expect(page.get_by_role("heading", name=queue, level=1)).to_be_visible()
+    assert page.evaluate("window.loadedOnce") is True  # routed in the page, not reloaded
+    page.go_back()
+    expect(page.get_by_role("heading", name="Queues", level=1)).to_be_visible()

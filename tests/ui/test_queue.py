@@ -1,0 +1,135 @@
+"""/ui/queues/<name>: settings and stats, the message browser, and the buttons that manage."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.ui.conftest import LIVE_MS, Dashboard
+
+
+def value(page: Page, label: str) -> Locator:
+    """The value shown under a stat's or a setting's label."""
+    return page.locator(f"dt:text-is('{label}') + dd")
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"], indirect=True)
+def test_the_queue_page_shows_settings_stats_and_messages(ui: Dashboard) -> None:
+    dlq = ui.create()
+    queue = ui.create(visibility_timeout_s=45, max_receive_count=3, dead_letter_queue=dlq)
+    first = ui.publish(queue, {"order": 1})
+    ui.publish(queue, {"order": 2}, attributes={"region": "eu"})
+    ui.receive(queue)
+    page = ui.open(f"/ui/queues/{queue}")
+    expect(page.get_by_role("heading", name=queue, level=1)).to_be_visible()
+    expect(page.locator("dd").first).not_to_be_empty()
+    resource = ui.get(f"/v1/queues/{queue}")
+    expect(value(page, "Available")).to_have_text(str(resource["stats"]["available"]))
+    expect(value(page, "In flight")).to_have_text(str(resource["stats"]["in_flight"]))
+    expect(value(page, "Visibility timeout")).to_have_text("45 s")
+    expect(value(page, "Max receive count")).to_have_text("3")
+    expect(page.get_by_role("link", name=dlq, exact=True)).to_have_attribute(
+        "href", f"/ui/queues/{dlq}"
+    )
+    listed = ui.get(f"/v1/queues/{queue}/messages")["messages"]
+    for message in listed:
+        link = page.get_by_role("link", name=message["id"], exact=True)
+        expect(link).to_have_attribute("href", f"/ui/queues/{queue}/messages/{message['id']}")
+    ui.screenshot("queue")
+
+    page.get_by_label("Status").select_option("in_flight")
+    expect(page.get_by_role("link", name=first, exact=True)).to_be_visible()
+    expect(page.locator("table.messages tbody tr")).to_have_count(1)
+    page.get_by_label("Status").select_option("acked")
+    expect(page.get_by_text("No messages.")).to_be_visible()
+    # Browsing never consumes: nothing was leased by looking.
+    after = ui.get(f"/v1/queues/{queue}")["stats"]
+    for key in ("available", "in_flight", "delayed", "acked_total"):
+        assert after[key] == resource["stats"][key]
+
+
+def test_the_message_browser_pages_through_and_follows_changes(ui: Dashboard) -> None:
+    queue = ui.create()
+    ids = [ui.publish(queue, {"n": n}) for n in range(27)]
+    page = ui.open(f"/ui/queues/{queue}")
+    expect(page.locator("table.messages tbody tr")).to_have_count(25)
+    expect(page.get_by_role("link", name=ids[24], exact=True)).to_be_visible()
+    page.get_by_role("button", name="Next page").click()
+    expect(page.locator("table.messages tbody tr")).to_have_count(2)
+    expect(page.get_by_role("link", name=ids[26], exact=True)).to_be_visible()
+    newest = ui.publish(queue)
+    expect(page.get_by_role("link", name=newest, exact=True)).to_be_visible(timeout=LIVE_MS)
+    page.get_by_role("button", name="Previous page").click()
+    expect(page.get_by_role("link", name=ids[0], exact=True)).to_be_visible()
+    ui.receive(queue)
+    expect(value(page, "In flight")).to_have_text("1", timeout=LIVE_MS)
+
+
+def test_purge_asks_first_and_can_be_undone(ui: Dashboard) -> None:
+    queue = ui.create()
+    for n in range(3):
+        ui.publish(queue, {"n": n})
+    page = ui.open(f"/ui/queues/{queue}")
+    page.get_by_role("button", name="Purge", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("3 now")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    assert ui.get(f"/v1/queues/{queue}")["stats"]["available"] == 3
+
+    page.get_by_role("button", name="Purge", exact=True).click()
+    page.get_by_role("dialog").get_by_role("button", name="Purge").click()
+    expect(page.get_by_role("status").filter(has_text="Purged 3 messages.")).to_be_visible()
+    assert ui.get(f"/v1/queues/{queue}")["stats"]["available"] == 0
+    expect(value(page, "Available")).to_have_text("0")
+    page.get_by_role("button", name="Undo").click()
+    expect(page.get_by_role("status").filter(has_text="restored 3 messages")).to_be_visible()
+    assert ui.get(f"/v1/queues/{queue}")["stats"]["available"] == 3
+    expect(value(page, "Available")).to_have_text("3")
+
+
+def test_redrive_moves_dead_letters_back(ui: Dashboard) -> None:
+    dlq = ui.create()
+    queue = ui.create(max_receive_count=1, dead_letter_queue=dlq)
+    ui.publish(queue)
+    [message] = ui.receive(queue)
+    nack = ui.api.post(
+        f"/v1/queues/{queue}/messages/{message['id']}/nack",
+        json={"receipt": message["receipt"], "reason": "boom"},
+    )
+    assert nack.status_code == 204
+    assert ui.receive(queue) == []  # the second delivery is a move to the dead-letter queue
+    assert ui.get(f"/v1/queues/{dlq}")["stats"]["available"] == 1
+    page = ui.open(f"/ui/queues/{dlq}")
+    page.get_by_role("button", name="Redrive").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("1 messages would go back")
+    dialog.get_by_role("button", name="Redrive").click()
+    expect(page.get_by_role("status").filter(has_text="Redrove 1 messages.")).to_be_visible()
+    assert ui.get(f"/v1/queues/{queue}")["stats"]["available"] == 1
+    assert ui.get(f"/v1/queues/{dlq}")["stats"]["available"] == 0
+
+
+def test_delete_queue_asks_first_and_offers_a_restore(ui: Dashboard) -> None:
+    queue = ui.create()
+    ui.publish(queue)
+    page = ui.open(f"/ui/queues/{queue}")
+    page.get_by_role("button", name="Delete queue").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Delete queue").click()
+    expect(page).to_have_url(f"{ui.server.url}/ui/")
+    expect(page.get_by_role("status").filter(has_text=f"Queue {queue} deleted.")).to_be_visible()
+    expect(page.get_by_role("link", name=queue, exact=True)).to_have_count(0)
+    assert ui.api.get(f"/v1/queues/{queue}").status_code == 404
+    page.get_by_role("button", name="Restore").click()
+    expect(page).to_have_url(f"{ui.server.url}/ui/queues/{queue}")
+    expect(value(page, "Available")).to_have_text("1")
+
+
+def test_a_queue_deleted_elsewhere_says_so_on_its_page(ui: Dashboard) -> None:
+    queue = ui.create()
+    page = ui.open(f"/ui/queues/{queue}")
+    expect(page.get_by_text("Live", exact=True)).to_be_visible()
+    assert ui.api.delete(f"/v1/queues/{queue}").status_code == 204
+    expect(page.get_by_role("alert")).to_have_text("This queue has been deleted.", timeout=LIVE_MS)
+    expect(page.get_by_role("button", name="Purge")).to_have_count(0)
