@@ -106,7 +106,7 @@ class Dashboard:
 
     def screenshot(self, name: str) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=SCREENSHOTS / f"{name}-{self.size}.png", full_page=True)
+        self.page.screenshot(path=SCREENSHOTS / f"{name}-{self.size}.png")
 
     # The API, for arranging what a page should show.
     def create(self, name: str | None = None, **settings: Any) -> str:
@@ -136,7 +136,7 @@ class Dashboard:
         return answer.json()
 
 
-def _open_tab(
+def open_tab(
     browser: Browser, server: Server, size: str, headers: dict[str, str]
 ) -> Iterator[Dashboard]:
     context = browser.new_context(viewport=VIEWPORTS[size], color_scheme="light")
@@ -174,10 +174,10 @@ def size(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def ui(browser: Browser, server: Server, size: str) -> Iterator[Dashboard]:
     """A tab on the dashboard of a broker with authentication off."""
-    yield from _open_tab(browser, server, size, {})
+    yield from open_tab(browser, server, size, {})
 
 
 @pytest.fixture
 def secure_ui(browser: Browser, secure: Server, size: str) -> Iterator[Dashboard]:
     """A tab on the dashboard of a broker with authentication on; its API client is admin."""
-    yield from _open_tab(browser, secure, size, {"Authorization": f"Bearer {token('admin')}"})
+    yield from open_tab(browser, secure, size, {"Authorization": f"Bearer {token('admin')}"})

@@ -19,7 +19,6 @@ def test_the_event_log_shows_new_events_live(ui: Dashboard) -> None:
     expect(published).to_have_count(1, timeout=LIVE_MS)
     expect(published).to_contain_text("message.published")
     expect(published.get_by_role("link", name=queue, exact=True)).to_be_visible()
-    ui.screenshot("events")
 
 
 def test_the_type_filter_and_pause_resume(ui: Dashboard) -> None:

@@ -38,7 +38,6 @@ def test_the_message_page_shows_what_the_api_says_and_new_history_live(ui: Dashb
         expect(entry.locator(".when time")).to_have_attribute("datetime", item["at"])
     expect(entries.nth(2)).to_contain_text("timeout calling payments")
     expect(page.get_by_text("Live", exact=True)).to_be_visible()
-    ui.screenshot("message")
 
     ui.receive(queue)  # the second delivery: a new lease, live
     expect(entries).to_have_count(len(history) + 1, timeout=LIVE_MS)

@@ -42,7 +42,6 @@ def test_the_overview_shows_each_queue_as_the_api_does(ui: Dashboard) -> None:
     head = ui.get("/v1/projections")["head"]
     expect(page.get_by_text("Log head: position")).to_contain_text(f"{head:,}")
     expect(page.get_by_role("row", name="views")).to_be_visible()
-    ui.screenshot("overview")
 
 
 def test_a_new_queue_and_a_depth_change_show_within_two_seconds(ui: Dashboard) -> None:

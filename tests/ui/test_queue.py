@@ -35,7 +35,6 @@ def test_the_queue_page_shows_settings_stats_and_messages(ui: Dashboard) -> None
     for message in listed:
         link = page.get_by_role("link", name=message["id"], exact=True)
         expect(link).to_have_attribute("href", f"/ui/queues/{queue}/messages/{message['id']}")
-    ui.screenshot("queue")
 
     page.get_by_label("Status").select_option("in_flight")
     expect(page.get_by_role("link", name=first, exact=True)).to_be_visible()

@@ -9,7 +9,8 @@ import { count, debounce, duration, fill, h, liveBadge, queuePath, takeFlash } f
 import { follow } from "../feed.js";
 
 const STRUCTURAL = new Set(["queue.created", "queue.deleted", "queue.restored"]);
-const SPARK_WINDOW_S = 30 * 60;
+const SPARK_WINDOW_S = 10 * 60;
+const SPARK_BUCKET_S = 10;
 const SPARK_EVERY_MS = 10_000;
 
 export async function render(main, params, { scope, isCurrent }) {
@@ -45,7 +46,7 @@ export async function render(main, params, { scope, isCurrent }) {
             h("th", { scope: "col", class: "num" }, "In flight"),
             h("th", { scope: "col", class: "num" }, "Delayed"),
             h("th", { scope: "col", class: "num" }, "Oldest available"),
-            config.analytics ? h("th", { scope: "col" }, "Published / acked, 30 min") : null,
+            config.analytics ? h("th", { scope: "col" }, "Published / acked, 10 min") : null,
           ),
         ),
         tbody,
@@ -123,7 +124,7 @@ export async function render(main, params, { scope, isCurrent }) {
       cells.age,
       cells.spark,
     );
-    const row = { tr, cells, queue, fetchedAt: 0, spark: null, sparkAt: 0 };
+    const row = { tr, cells, queue, fetchedAt: 0, spark: null, sparkAt: -Infinity };
     fillRow(row, queue);
     return row;
   }
@@ -156,7 +157,7 @@ export async function render(main, params, { scope, isCurrent }) {
     let answer;
     try {
       answer = await api.get(
-        `/v1/queues/${api.q(name)}/analytics${api.query({ from: from.toISOString(), to: to.toISOString(), bucket_s: 60 })}`,
+        `/v1/queues/${api.q(name)}/analytics${api.query({ from: from.toISOString(), to: to.toISOString(), bucket_s: SPARK_BUCKET_S })}`,
       );
     } catch {
       return; // a queue deleted meanwhile: its row goes with the next refresh
@@ -164,7 +165,7 @@ export async function render(main, params, { scope, isCurrent }) {
     if (closed || rows.get(name) !== row) return;
     if (row.spark) row.spark.update(answer.buckets);
     else {
-      row.cells.spark.setAttribute("aria-label", "messages published and acked per minute");
+      row.cells.spark.setAttribute("aria-label", "messages published and acked per 10 seconds, last 10 minutes");
       row.spark = charts.sparkline(row.cells.spark, answer.buckets);
     }
   }
