@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -136,9 +137,12 @@ class Dashboard:
         return answer.json()
 
 
+@contextmanager
 def open_tab(
     browser: Browser, server: Server, size: str, headers: dict[str, str]
 ) -> Iterator[Dashboard]:
+    """A fresh browser context on ``server``'s dashboard; on leaving, no unexpected errors
+    may have reached its console."""
     context = browser.new_context(viewport=VIEWPORTS[size], color_scheme="light")
     page = context.new_page()
     page.set_default_timeout(5000)
@@ -174,10 +178,13 @@ def size(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def ui(browser: Browser, server: Server, size: str) -> Iterator[Dashboard]:
     """A tab on the dashboard of a broker with authentication off."""
-    yield from open_tab(browser, server, size, {})
+    with open_tab(browser, server, size, {}) as tab:
+        yield tab
 
 
 @pytest.fixture
 def secure_ui(browser: Browser, secure: Server, size: str) -> Iterator[Dashboard]:
     """A tab on the dashboard of a broker with authentication on; its API client is admin."""
-    yield from open_tab(browser, secure, size, {"Authorization": f"Bearer {token('admin')}"})
+    admin = {"Authorization": f"Bearer {token('admin')}"}
+    with open_tab(browser, secure, size, admin) as tab:
+        yield tab

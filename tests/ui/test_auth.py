@@ -102,3 +102,11 @@ def test_the_manage_scope_shows_the_buttons(secure_ui: Dashboard) -> None:
     sign_in(page, token(f"read:{queue} queues:manage"))
     for button in ("Purge", "Redrive", "Delete queue"):
         expect(page.get_by_role("button", name=button)).to_be_visible()
+
+
+def test_a_token_that_may_read_no_queue_is_told_so(secure_ui: Dashboard) -> None:
+    page = secure_ui.open("/ui/")
+    sign_in(page, token("publish:orders.*"))
+    expect(page.get_by_text("This token may not read any queue.")).to_be_visible()
+    page.get_by_role("link", name="Event log").click()
+    expect(page.get_by_text("This token may not read the event log.")).to_be_visible()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-from playwright.sync_api import Locator, expect
+from pathlib import Path
 
-from tests.ui.conftest import LIVE_MS, Dashboard
+import pytest
+from playwright.sync_api import Browser, Locator, expect
+
+from tests.api.conftest import make_server
+from tests.ui.conftest import LIVE_MS, Dashboard, fresh, open_tab
 
 
 def row(ui: Dashboard, queue: str) -> Locator:
@@ -70,3 +73,45 @@ def test_a_queue_name_links_to_its_page_without_reloading(ui: Dashboard) -> None
     assert page.evaluate("window.loadedOnce") is True  # routed in the page, not reloaded
     page.go_back()
     expect(page.get_by_role("heading", name="Queues", level=1)).to_be_visible()
+
+
+def test_the_overview_reconnects_by_itself(browser: Browser, tmp_path: Path) -> None:
+    """A broker restart drops the feed; the page reconnects, resumes after the last event it
+    saw, and goes on updating, without a reload."""
+    server = make_server(tmp_path, env={"CAIRN_SSE_RETRY_MS": "500"}).start()
+    try:
+        with open_tab(browser, server, "desktop", {}) as tab:
+            # While the broker is down the browser reports its refused connections.
+            tab.allow(r"net::ERR_")
+            page = tab.open("/ui/")
+            expect(page.get_by_text("Live", exact=True)).to_be_visible()
+            server.stop()
+            expect(page.get_by_text("Reconnecting…", exact=True)).to_be_visible()
+            server.start()
+            queue = tab.create()
+            expect(row(tab, queue)).to_be_visible(timeout=10_000)
+            tab.publish(queue)
+            expect(cell(tab, queue, "Available")).to_have_text("1", timeout=LIVE_MS)
+    finally:
+        server.stop()
+
+
+def test_the_overview_can_be_used_with_the_keyboard(ui: Dashboard) -> None:
+    queue = ui.create(fresh("aaa"))
+    page = ui.open("/ui/")
+    expect(page.get_by_role("link", name=queue, exact=True)).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    for _ in range(20):  # tab to the queue's link, then follow it
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == queue:
+            break
+    expect(page.get_by_role("link", name=queue, exact=True)).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=queue, level=1)).to_be_visible()
+    page.get_by_role("button", name="Purge").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.keyboard.press("Escape")  # cancels: nothing purged
+    expect(page.get_by_role("dialog")).to_have_count(0)

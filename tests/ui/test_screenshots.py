@@ -27,13 +27,16 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, sho
 
 
 @pytest.fixture
-def tab(browser: Browser, shop: tuple[Server, showcase.Shop], size: str) -> Iterator[Dashboard]:
-    yield from open_tab(browser, shop[0], size, {})
+def page_tab(
+    browser: Browser, shop: tuple[Server, showcase.Shop], size: str
+) -> Iterator[Dashboard]:
+    with open_tab(browser, shop[0], size, {}) as tab:
+        yield tab
 
 
 @pytest.mark.parametrize("size", ["desktop", "phone"], indirect=True)
-def test_every_page_at_both_sizes(tab: Dashboard, shop: tuple[Server, showcase.Shop]) -> None:
-    story = shop[1].story
+def test_every_page_at_both_sizes(page_tab: Dashboard, shop: tuple[Server, showcase.Shop]) -> None:
+    tab, story = page_tab, shop[1].story
     page = tab.open("/ui/")
     expect(page.get_by_role("link", name="orders", exact=True)).to_be_visible()
     expect(page.get_by_text("Live", exact=True)).to_be_visible()
