@@ -63,6 +63,16 @@ def test_a_new_queue_and_a_depth_change_show_within_two_seconds(ui: Dashboard) -
     expect(row(ui, queue)).to_have_count(0, timeout=LIVE_MS)
 
 
+def test_a_delay_that_ends_shows_though_it_appends_no_event(ui: Dashboard) -> None:
+    queue = ui.create()
+    page = ui.open("/ui/")
+    expect(page.get_by_text("Live", exact=True)).to_be_visible()
+    ui.publish(queue, delay_s=1)
+    expect(cell(ui, queue, "Delayed")).to_have_text("1", timeout=LIVE_MS)
+    expect(cell(ui, queue, "Available")).to_have_text("1", timeout=1000 + LIVE_MS)
+    expect(cell(ui, queue, "Delayed")).to_have_text("0")
+
+
 def test_a_queue_name_links_to_its_page_without_reloading(ui: Dashboard) -> None:
     queue = ui.create()
     page = ui.open("/ui/")

@@ -171,3 +171,38 @@ export function liveBadge() {
   };
   return badge;
 }
+
+/**
+ * Delayed messages become available when their time comes, and that appends no event: a page
+ * that follows the feed would not know. `wakeups(fn)` notes, from the events it is shown, when
+ * a message becomes visible (a publish's `delay_s`, a nack's `visible_at`) and calls fn(queue)
+ * then, once per queue and moment.
+ */
+export function wakeups(fn) {
+  const timers = new Map(); // "queue@ms" -> timer
+  return {
+    note(event) {
+      let due = null;
+      if (event.type === "message.published" && event.data && event.data.delay_s > 0) {
+        due = Date.parse(event.at) + event.data.delay_s * 1000;
+      } else if (event.type === "message.nacked" && event.data && event.data.visible_at) {
+        due = Date.parse(event.data.visible_at);
+      }
+      if (due === null || Number.isNaN(due) || due <= Date.now()) return;
+      const second = Math.ceil(due / 1000) * 1000; // one wake-up per queue and second
+      const key = `${event.queue}@${second}`;
+      if (timers.has(key)) return;
+      timers.set(
+        key,
+        setTimeout(() => {
+          timers.delete(key);
+          fn(event.queue);
+        }, second - Date.now() + 250),
+      );
+    },
+    clear() {
+      for (const timer of timers.values()) clearTimeout(timer);
+      timers.clear();
+    },
+  };
+}

@@ -5,7 +5,7 @@
 import * as api from "../api.js";
 import { config } from "../auth.js";
 import * as charts from "../charts.js";
-import { count, debounce, duration, fill, h, liveBadge, queuePath, takeFlash } from "../dom.js";
+import { count, debounce, duration, fill, h, liveBadge, queuePath, takeFlash, wakeups } from "../dom.js";
 import { follow } from "../feed.js";
 
 const STRUCTURAL = new Set(["queue.created", "queue.deleted", "queue.restored"]);
@@ -240,6 +240,10 @@ export async function render(main, params, { scope, isCurrent }) {
   }, 120, 500);
 
   const refreshProjections = debounce(() => loadProjections().catch(() => {}), 500, 2000);
+  const due = wakeups((name) => {
+    dirty.add(name);
+    refresh();
+  });
 
   const feed = follow("/v1/events/stream", {
     after: start,
@@ -249,6 +253,7 @@ export async function render(main, params, { scope, isCurrent }) {
       upTo = Math.max(upTo, event.position);
       if (STRUCTURAL.has(event.type)) structural = true;
       if (event.queue) dirty.add(event.queue);
+      due.note(event);
       refresh();
       refreshProjections();
     },
@@ -264,6 +269,7 @@ export async function render(main, params, { scope, isCurrent }) {
     feed.close();
     refresh.cancel();
     refreshProjections.cancel();
+    due.clear();
     clearInterval(ticker);
     for (const row of rows.values()) if (row.spark) row.spark.destroy();
   };

@@ -18,6 +18,7 @@ import {
   notice,
   queuePath,
   time,
+  wakeups,
 } from "../dom.js";
 import { follow } from "../feed.js";
 
@@ -411,11 +412,13 @@ export async function render(main, { name }, { scope, isCurrent, navigate }) {
     if (!closed) loadMessages(position);
   }, 120, 500);
   const refreshAnalytics = debounce(() => loadAnalytics(), 1000, 5000);
+  const due = wakeups(() => refresh());
 
   function gone() {
     if (closed) return;
     feed.close();
     refresh.cancel();
+    due.clear();
     badge.set("refused");
     actions.replaceChildren();
     say(h("p", { class: "error", role: "alert" }, "This queue has been deleted."));
@@ -427,6 +430,7 @@ export async function render(main, { name }, { scope, isCurrent, navigate }) {
     onEvent: (event) => {
       upTo = Math.max(upTo, event.position);
       if (event.type === "queue.deleted") return gone();
+      due.note(event);
       refresh();
       refreshAnalytics();
     },
@@ -437,6 +441,7 @@ export async function render(main, { name }, { scope, isCurrent, navigate }) {
     feed.close();
     refresh.cancel();
     refreshAnalytics.cancel();
+    due.clear();
     for (const chart of chartsMade) chart.destroy();
   };
 }
