@@ -20,7 +20,7 @@ from api.guard import Guard, RateLimiter
 from api.metrics import Metrics
 from api.middleware import RequestLog
 from api.problems import ApiError, from_broker
-from api.routes import events, messages, ops, queues
+from api.routes import analytics, events, messages, ops, queues
 from api.settings import Settings, from_env
 from api.sqs import door as sqs_door
 from api.ui import dashboard
@@ -31,6 +31,7 @@ log = structlog.get_logger(component="cairn")
 
 ENDPOINTS: list[Endpoint] = [
     *queues.endpoints.items,
+    *analytics.endpoints.items,
     *messages.endpoints.items,
     *events.endpoints.items,
     *ops.endpoints.items,

@@ -41,10 +41,10 @@ async def resolve(s: Services, text: str, min_position: int | None = None) -> Pa
             if position > head:
                 raise _invalid(text, f"is after the last position, {head}")
         found = await s.store.read_positions([position]) if position else []
-        then = _parse(found[0].at) if found else None
+        then = parse_time(found[0].at) if found else None
         now = to_us(then) if then is not None else 0
     else:
-        at = _parse(text)
+        at = parse_time(text)
         if at is None:
             raise _invalid(text, "is neither a position nor an RFC 3339 time")
         if at > datetime.now(UTC):
@@ -54,7 +54,7 @@ async def resolve(s: Services, text: str, min_position: int | None = None) -> Pa
     return Past(position, now)
 
 
-def _parse(text: str) -> datetime | None:
+def parse_time(text: str) -> datetime | None:
     found = _RFC3339.fullmatch(text)
     if found is None:
         return None

@@ -31,6 +31,7 @@ from broker.store import postgres, tortoise
 from broker.store.datagrams import Datagrams
 from broker.store.sql import Database
 from broker.store.sqlite import SqliteDatabase, SqliteEventStore, check_usable
+from projections.analytics.projector import AnalyticsProjector
 from projections.models import APPS, views_file
 from projections.runner import ProjectionRunner
 from projections.views.projector import ViewsProjector
@@ -252,7 +253,9 @@ async def open_storage(settings: Settings, *, coalesce_s: float = 0.0) -> Storag
     await store.open()
     try:
         await views.open()
-        runner = ProjectionRunner(store, views, [ViewsProjector()], coalesce_s=coalesce_s)
+        runner = ProjectionRunner(
+            store, views, [ViewsProjector(), AnalyticsProjector()], coalesce_s=coalesce_s
+        )
         await runner.start()
     except BaseException:
         await views.close()

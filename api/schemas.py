@@ -190,6 +190,10 @@ class ReadQuery(msgspec.Struct, kw_only=True):
     min_position: MinPosition | None = None
 
 
+_TIME_PATTERN: Final = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 AsOf = Annotated[
     str,
     Meta(
@@ -197,16 +201,32 @@ AsOf = Annotated[
         max_length=64,
         description="Read the past: a position, or an RFC 3339 time (the last event then).",
         # In the document only: api/past.py parses it, with errors that say what is wrong.
-        extra_json_schema={
-            "pattern": r"^(?:[0-9]{1,19}|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
-            r"(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2}))$"
-        },
+        extra_json_schema={"pattern": rf"^(?:[0-9]{{1,19}}|{_TIME_PATTERN})$"},
     ),
 ]
 
 
 class AsOfQuery(ReadQuery, kw_only=True):
     as_of: AsOf | None = None
+
+
+Time = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        description="An RFC 3339 time.",
+        extra_json_schema={"pattern": f"^{_TIME_PATTERN}$"},  # parsed by api/past.py
+    ),
+]
+
+
+class AnalyticsQuery(ReadQuery, kw_only=True):
+    from_: Time | None = msgspec.field(default=None, name="from")
+    """Default: an hour before ``to``."""
+    to: Time | None = None
+    """Default: now."""
+    bucket_s: Literal[10, 60, 300, 3600] = 60
 
 
 class MessageListQuery(AsOfQuery, kw_only=True):

@@ -18,6 +18,7 @@ from msgspec import Meta
 
 from broker.store.tables import Table
 from broker.store.tortoise import companion_path, model_of
+from projections.analytics.buckets import ANALYTICS_BUCKETS, ANALYTICS_PENDING
 from projections.views.history import MESSAGE_VERSIONS, QUEUE_VERSIONS
 from projections.views.messages import MESSAGE_VIEWS
 from projections.views.queues import QUEUE_VIEWS
@@ -45,6 +46,8 @@ QueueView = model_of(QUEUE_VIEWS, "QueueView", "projections", __name__)
 MessageView = model_of(MESSAGE_VIEWS, "MessageView", "projections", __name__)
 QueueVersion = model_of(QUEUE_VERSIONS, "QueueVersion", "projections", __name__)
 MessageVersion = model_of(MESSAGE_VERSIONS, "MessageVersion", "projections", __name__)
+AnalyticsBucket = model_of(ANALYTICS_BUCKETS, "AnalyticsBucket", "projections", __name__)
+AnalyticsPending = model_of(ANALYTICS_PENDING, "AnalyticsPending", "projections", __name__)
 
 
 def views_file(log_file: str) -> str:

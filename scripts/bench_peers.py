@@ -14,9 +14,18 @@ a message's publish to its delivery (p50/p99).
 
 Clients are Python asyncio in one process with each system's own async driver; for Cairn a
 minimal keep-alive HTTP/1.1 client, so that no peer pays for a heavier client than another.
+Every system gets the same client process, the same durability (an answered publish is on
+disk) and consumers that take up to 10 at a time.
+
+``--batch 10`` is the batched variant: each producer call publishes 10 messages (Cairn: one
+``/messages/batch`` request; RabbitMQ: 10 publishes in flight on a channel, a publisher-confirm
+window of 10; PostgreSQL: one INSERT of 10 rows; Redis: one pipeline of 10 XADDs), and
+consumers acknowledge what they took in one call (Cairn: ``/ack`` of the batch; RabbitMQ:
+``basic.ack`` with ``multiple`` on the 10th, or on the last when no more arrive within 50 ms;
+PostgreSQL and Redis already do).
 
 Usage: scripts/bench_peers.py [--messages 20000] [--only cairn,cairn-pg,rabbitmq,postgres,redis]
-                              [--cairn-workers 1] [--cairn-nodes 1]
+                              [--cairn-workers 1] [--cairn-nodes 1] [--batch 1]
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -39,6 +49,8 @@ from scripts.bench import cairn, postgres_database  # the same launchers as benc
 
 PRODUCERS = 32
 CONSUMERS = 32
+BATCH = [1]
+"""Messages per producer call (``--batch``)."""
 
 
 @dataclass
@@ -68,7 +80,7 @@ async def drive(
     consume: Callable[[Tally], Awaitable[None]],
 ) -> dict[str, float]:
     tally = Tally(total)
-    per_producer = total // PRODUCERS
+    per_producer = total // PRODUCERS // BATCH[0]
 
     async def producer() -> None:
         for _ in range(per_producer):
@@ -154,8 +166,13 @@ async def _drive_cairn(total: int, ports: list[int]) -> dict[str, float]:
     async def publish() -> None:
         client = idle.pop()
         try:
-            payload = b'{"body": %s}' % body()
-            status, _ = await client.post("/v1/queues/bench/messages", payload)
+            if BATCH[0] == 1:
+                payload = b'{"body": %s}' % body()
+                status, _ = await client.post("/v1/queues/bench/messages", payload)
+            else:
+                entries = b",".join(b'{"body": %s}' % body() for _ in range(BATCH[0]))
+                payload = b'{"messages": [%s]}' % entries
+                status, _ = await client.post("/v1/queues/bench/messages/batch", payload)
             assert status == 201, status
         finally:
             idle.append(client)
@@ -202,10 +219,19 @@ async def bench_rabbitmq(total: int) -> dict[str, float]:
         async def publish() -> None:
             channel = idle.pop()
             try:
-                await channel.default_exchange.publish(
-                    aio_pika.Message(body(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                    routing_key="cairn-bench",
-                )  # returns once the broker confirmed it (persisted)
+                # Each publish returns once the broker confirmed it (persisted); BATCH of them
+                # in flight at once is a confirm window of BATCH.
+                await asyncio.gather(
+                    *(
+                        channel.default_exchange.publish(
+                            aio_pika.Message(
+                                body(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+                            ),
+                            routing_key="cairn-bench",
+                        )
+                        for _ in range(BATCH[0])
+                    )
+                )
             finally:
                 idle.append(channel)
 
@@ -213,13 +239,36 @@ async def bench_rabbitmq(total: int) -> dict[str, float]:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=10)
             mine = await channel.declare_queue("cairn-bench", durable=True)
+            if BATCH[0] == 1:
+                async with mine.iterator() as messages:
+                    async for message in messages:
+                        tally.received([message.body])
+                        await message.ack()
+                        tally.ack(1)
+                        if tally.done.is_set():
+                            break
+                return
+            held: list[Any] = []
+
+            async def ack_held() -> None:
+                await held[-1].ack(multiple=True)  # this one and every earlier one unacked
+                tally.ack(len(held))
+                held.clear()
+
             async with mine.iterator() as messages:
-                async for message in messages:
+                while not tally.done.is_set():
+                    try:
+                        message = await asyncio.wait_for(messages.__anext__(), 0.05)
+                    except StopAsyncIteration:  # the connection closed: the run is over
+                        return
+                    except TimeoutError:
+                        if held:
+                            await ack_held()
+                        continue
                     tally.received([message.body])
-                    await message.ack()
-                    tally.ack(1)
-                    if tally.done.is_set():
-                        break
+                    held.append(message)
+                    if len(held) == BATCH[0]:
+                        await ack_held()
 
         return await drive(total, publish, consume)
     finally:
@@ -242,7 +291,10 @@ async def bench_postgres(total: int) -> dict[str, float]:
         )
 
         async def publish() -> None:
-            await pool.execute("INSERT INTO cairn_bench_queue (body) VALUES ($1)", body().decode())
+            await pool.execute(
+                "INSERT INTO cairn_bench_queue (body) SELECT * FROM unnest($1::jsonb[])",
+                [body().decode() for _ in range(BATCH[0])],
+            )
 
         async def consume(tally: Tally) -> None:
             while not tally.done.is_set():
@@ -278,7 +330,10 @@ async def bench_redis(total: int) -> dict[str, float]:
         await client.xgroup_create(stream, group, id="0", mkstream=True)
 
         async def publish() -> None:
-            await client.xadd(stream, {"body": body()})
+            async with client.pipeline(transaction=False) as pipe:
+                for _ in range(BATCH[0]):
+                    pipe.xadd(stream, {"body": body()})
+                await pipe.execute()
 
         async def consume(tally: Tally) -> None:
             name = f"c{id(tally)}-{os.urandom(4).hex()}"
@@ -312,11 +367,16 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SYSTEMS))
     parser.add_argument("--cairn-workers", type=int, default=1)
     parser.add_argument("--cairn-nodes", type=int, default=1, help="nodes for cairn-pg")
+    parser.add_argument("--batch", type=int, default=1, help="messages per publish call")
     args = parser.parse_args()
     CAIRN_WORKERS[0] = args.cairn_workers
     CAIRN_NODES[0] = args.cairn_nodes
-    total = args.messages - args.messages % PRODUCERS
-    print(f"{total:,} messages, {PRODUCERS} producers, {CONSUMERS} consumers\n")
+    BATCH[0] = args.batch
+    total = args.messages - args.messages % (PRODUCERS * args.batch)
+    print(
+        f"{total:,} messages, {PRODUCERS} producers, {CONSUMERS} consumers,"
+        f" {args.batch} per publish call\n"
+    )
     print("| system | durable | messages/s | p50 latency | p99 latency |")
     print("|---|---|---|---|---|")
     for name in args.only.split(","):

@@ -7,7 +7,7 @@ wake-ups and the translation of driver errors (``sqlite.py``, ``postgres.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
@@ -142,11 +142,16 @@ def read_events(
     return EVENTS.load_all(conn.query(sql, params))
 
 
+def each_one_of(conn: Sql, column: str, values: Sequence[Any]) -> Iterator[tuple[str, list[Any]]]:
+    """``one_of`` for any number of values: a condition and its parameters per chunk of them,
+    each within what one statement may take."""
+    for start in range(0, len(values), _MAX_PARAMS):
+        yield conn.one_of(column, values[start : start + _MAX_PARAMS])
+
+
 def read_positions(conn: Sql, positions: Sequence[int]) -> list[StoredEvent]:
-    wanted = sorted(set(positions))
     found: list[StoredEvent] = []
-    for start in range(0, len(wanted), _MAX_PARAMS):
-        where, params = conn.one_of("position", wanted[start : start + _MAX_PARAMS])
+    for where, params in each_one_of(conn, "position", sorted(set(positions))):
         found += EVENTS.load_all(
             conn.query(f"{EVENTS.select} WHERE {where} ORDER BY position", params)
         )
@@ -439,8 +444,7 @@ class SqlStateTx:
             if known is not None:
                 found[message_id] = known
         wanted = sorted({i for i in message_ids if i not in found})
-        for start in range(0, len(wanted), _MAX_PARAMS):
-            where, params = self._conn.one_of("message_id", wanted[start : start + _MAX_PARAMS])
+        for where, params in each_one_of(self._conn, "message_id", wanted):
             rows = self._conn.query(f"{MESSAGES.select} WHERE {where}", params)
             found.update((m.message_id, m) for m in self._remember(MESSAGES.load_all(rows)))
         return found

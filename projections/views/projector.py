@@ -31,13 +31,11 @@ from broker.events import (
     QueueUpdated,
     StoredEvent,
 )
-from broker.store.sql import Sql
+from broker.store.sql import Sql, each_one_of
 from projections.views import history, messages, queues
 from projections.views.history import MESSAGE_VERSIONS, QUEUE_VERSIONS
 from projections.views.messages import MESSAGE_VIEWS, MessageViewRow
 from projections.views.queues import QUEUE_VIEWS, QueueViewRow
-
-_CHUNK: Final = 500
 
 
 class ViewsProjector:
@@ -152,10 +150,8 @@ def _live_messages(conn: Sql, queue_id: int) -> list[MessageViewRow]:
 
 
 def _load_messages(conn: Sql, ids: set[str]) -> dict[str, MessageViewRow]:
-    wanted = sorted(ids)
     found: dict[str, MessageViewRow] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        where, params = conn.one_of("message_id", wanted[start : start + _CHUNK])
+    for where, params in each_one_of(conn, "message_id", sorted(ids)):
         sql = f"{MESSAGE_VIEWS.select} WHERE {where}"
         for row in MESSAGE_VIEWS.load_all(conn.query(sql, params)):
             found[row.message_id] = row

@@ -38,6 +38,10 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     clients: list[httpx.Client] = field(default_factory=list)
 
+    @property
+    def database_url(self) -> str:
+        return self.args[self.args.index("--database-url") + 1]
+
     def start(self, ready_within: float = 30.0) -> Server:
         self.process = subprocess.Popen(
             self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

@@ -30,6 +30,8 @@ from broker.errors import BrokerError
 from broker.store.sql import Sql
 from broker.store.sqlite import SqliteDatabase, SqliteEventStore
 from broker.writer import Writer
+from projections.analytics.buckets import ANALYTICS_BUCKETS, ANALYTICS_PENDING
+from projections.analytics.projector import AnalyticsProjector
 from projections.models import views_file
 from projections.runner import ProjectionRunner
 from projections.views.messages import MESSAGE_VIEWS
@@ -75,6 +77,8 @@ async def _dump(views: SqliteDatabase) -> dict[str, list[tuple[Any, ...]]]:
         return {
             "queues": conn.query(f"{QUEUE_VIEWS.select} ORDER BY queue_id"),
             "messages": conn.query(f"{MESSAGE_VIEWS.select} ORDER BY message_id"),
+            "buckets": conn.query(f"{ANALYTICS_BUCKETS.select} ORDER BY queue, bucket_s, start_s"),
+            "pending": conn.query(f"{ANALYTICS_PENDING.select} ORDER BY message_id"),
         }
 
     return await views.snapshot(dump)
@@ -89,7 +93,9 @@ async def _scenario(directory: Path, script: list[tuple[Any, ...]], batch: int) 
     await writer.start()
     read_models = SqliteDatabase(views_file(str(path)), table="projection_checkpoints")
     await read_models.open()
-    incremental = ProjectionRunner(store, read_models, [ViewsProjector()], batch_size=batch)
+    incremental = ProjectionRunner(
+        store, read_models, [ViewsProjector(), AnalyticsProjector()], batch_size=batch
+    )
     await incremental.start()
     leases: list[tuple[str, str, str]] = []
     try:
@@ -114,7 +120,9 @@ async def _scenario(directory: Path, script: list[tuple[Any, ...]], batch: int) 
                             queue=queue, entries=(AckEntry(message_id=mid, receipt=receipt),)
                         )
                         if step[0] == "ack"
-                        else NackMessage(queue=queue, message_id=mid, receipt=receipt)
+                        else NackMessage(
+                            queue=queue, message_id=mid, receipt=receipt, reason=f"r{index % 3}"
+                        )
                     )
                 case ("advance", seconds):
                     clock.advance(seconds)
@@ -139,12 +147,16 @@ async def _scenario(directory: Path, script: list[tuple[Any, ...]], batch: int) 
         built = await _dump(read_models)
 
         await incremental.reset("views")
-        assert (await _dump(read_models)) == {"queues": [], "messages": []}
-        rebuilt = ProjectionRunner(store, read_models, [ViewsProjector()], batch_size=100_000)
+        await incremental.reset("analytics")
+        assert not any((await _dump(read_models)).values())
+        rebuilt = ProjectionRunner(
+            store, read_models, [ViewsProjector(), AnalyticsProjector()], batch_size=100_000
+        )
         await rebuilt.start()
         await rebuilt.catch_up()
         assert await _dump(read_models) == built
         assert rebuilt.watermarks["views"].value == await store.head()
+        assert rebuilt.watermarks["analytics"].value == await store.head()
     finally:
         await writer.stop()
         await read_models.close()
