@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from typing import Any, Final
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -36,8 +36,6 @@ ENDPOINTS: list[Endpoint] = [
     *events.endpoints.items,
     *ops.endpoints.items,
 ]
-
-ANALYTICS_PATH: Final = "/v1/queues/{name}/analytics"
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -95,10 +93,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *routes(ENDPOINTS),
             *sqs_door.ROUTES,
-            *dashboard.routes(
-                auth=settings.auth,
-                analytics=any(e.path == ANALYTICS_PATH for e in ENDPOINTS),
-            ),
+            *dashboard.routes(auth=settings.auth),
         ],
         middleware=[
             Middleware(RequestLog, metrics=metrics),

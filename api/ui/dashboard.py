@@ -34,10 +34,9 @@ _SECURITY_HEADERS: Final = {
 }
 
 
-def routes(*, auth: bool, analytics: bool) -> list[BaseRoute]:
-    """The dashboard's routes. ``auth``: whether the API asks for tokens; ``analytics``:
-    whether the API serves queue analytics (the page draws no charts without them)."""
-    config = json.dumps({"auth": auth, "analytics": analytics})
+def routes(*, auth: bool) -> list[BaseRoute]:
+    """The dashboard's routes. ``auth``: whether the API asks for tokens."""
+    config = json.dumps({"auth": auth})
     # "</" cannot occur in this JSON, so it cannot close the script element early.
     page = (HERE / "index.html").read_text(encoding="utf-8").replace(_CONFIG_SLOT, config, 1)
 

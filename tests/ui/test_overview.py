@@ -42,6 +42,8 @@ def test_the_overview_shows_each_queue_as_the_api_does(ui: Dashboard) -> None:
     expect(row(ui, busy).get_by_role("link", name=busy, exact=True)).to_have_attribute(
         "href", f"/ui/queues/{busy}"
     )
+    # A sparkline of publishes and acks, from the analytics.
+    expect(row(ui, busy).locator("td.spark canvas")).to_have_count(1)
     head = ui.get("/v1/projections")["head"]
     expect(page.get_by_text("Log head: position")).to_contain_text(f"{head:,}")
     expect(page.get_by_role("row", name="views")).to_be_visible()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
@@ -132,3 +134,50 @@ def test_a_queue_deleted_elsewhere_says_so_on_its_page(ui: Dashboard) -> None:
     assert ui.api.delete(f"/v1/queues/{queue}").status_code == 204
     expect(page.get_by_role("alert")).to_have_text("This queue has been deleted.", timeout=LIVE_MS)
     expect(page.get_by_role("button", name="Purge")).to_have_count(0)
+
+
+def _nack(ui: Dashboard, queue: str, message: dict[str, Any], reason: str) -> None:
+    answer = ui.api.post(
+        f"/v1/queues/{queue}/messages/{message['id']}/nack",
+        json={"receipt": message["receipt"], "reason": reason},
+    )
+    assert answer.status_code == 204, answer.text
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"], indirect=True)
+def test_the_queue_page_charts_its_analytics_live(ui: Dashboard) -> None:
+    queue = ui.create()
+    for n in range(6):
+        ui.publish(queue, {"n": n})
+    received = ui.receive(queue, 6)
+    for message in received[:2]:
+        ack = ui.api.post(
+            f"/v1/queues/{queue}/messages/{message['id']}/ack",
+            json={"receipt": message["receipt"]},
+        )
+        assert ack.status_code == 204
+    reasons = ["card declined", "timeout", "timeout", "timeout"]
+    for message, reason in zip(received[2:], reasons, strict=True):
+        _nack(ui, queue, message, reason)
+
+    buckets = ui.get(f"/v1/queues/{queue}/analytics")["buckets"]
+    totals = {key: sum(b[key] for b in buckets) for key in ("published", "acked", "nacked")}
+    assert totals == {"published": 6, "acked": 2, "nacked": 4}
+    page = ui.open(f"/ui/queues/{queue}")
+    expect(page.get_by_label("Window")).to_have_value("1h")
+    expect(page.get_by_text("In this window:")).to_contain_text(
+        "6 published, 2 acked, 4 nacked, 0 dead-lettered (60 s buckets)"
+    )
+    expect(page.locator("figure .uplot")).to_have_count(2)  # counts, dwell percentiles
+    top = page.locator("table.reasons tbody tr")
+    expect(top).to_have_count(2)
+    expect(top.nth(0)).to_have_text("timeout3")  # most frequent first
+    expect(top.nth(1)).to_have_text("card declined1")
+
+    ui.publish(queue)
+    expect(page.get_by_text("In this window:")).to_contain_text(
+        "7 published", timeout=1000 + LIVE_MS
+    )
+    page.get_by_label("Window").select_option("15m")
+    expect(page.get_by_text("In this window:")).to_contain_text("(10 s buckets)")
+    expect(page.get_by_text("In this window:")).to_contain_text("7 published")

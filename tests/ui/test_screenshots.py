@@ -40,11 +40,16 @@ def test_every_page_at_both_sizes(page_tab: Dashboard, shop: tuple[Server, showc
     page = tab.open("/ui/")
     expect(page.get_by_role("link", name="orders", exact=True)).to_be_visible()
     expect(page.get_by_text("Live", exact=True)).to_be_visible()
+    expect(page.locator("td.spark canvas")).to_have_count(5)
     tab.screenshot("overview")
 
     page.get_by_role("link", name="orders", exact=True).click()
     expect(page.get_by_role("heading", name="orders", level=1)).to_be_visible()
     expect(page.locator("table.messages tbody tr").first).to_be_visible()
+    expect(page.locator("figure .uplot")).to_have_count(2)
+    expect(page.locator("table.reasons tbody tr").first).to_be_visible()
+    page.get_by_label("Window").select_option("15m")
+    expect(page.get_by_text("In this window:")).to_contain_text("(10 s buckets)")
     tab.screenshot("queue")
 
     tab.open(f"/ui/queues/orders/messages/{story}")

@@ -68,9 +68,12 @@ export function dwell(el, buckets) {
       {
         width,
         height: 220,
-        series: series(DWELL_SERIES).map((s, i) => (i ? { ...s, value: (u, v) => (v == null ? "—" : `${v.toFixed(2)} s`) } : s)),
+        // Points as well as lines: a bucket with acks between two without is a lone point.
+        series: series(DWELL_SERIES).map((s, i) =>
+          i ? { ...s, points: { show: true, size: 5, fill: s.stroke }, value: (u, v) => (v == null ? "—" : `${v.toFixed(3)} s`) } : s,
+        ),
         scales: { x: { time: true } },
-        axes: [{}, { size: 50, values: (u, vals) => vals.map((v) => `${v} s`) }],
+        axes: [{}, { size: 60, values: (u, vals) => vals.map((v) => `${+v.toPrecision(3)} s`) }],
       },
       dwellData(buckets),
       el,

@@ -3,7 +3,6 @@
 // lag. Live: the whole-log feed says which queues changed, and only those are read again.
 
 import * as api from "../api.js";
-import { config } from "../auth.js";
 import * as charts from "../charts.js";
 import { count, debounce, duration, fill, h, liveBadge, queuePath, takeFlash, wakeups } from "../dom.js";
 import { follow } from "../feed.js";
@@ -46,7 +45,7 @@ export async function render(main, params, { scope, isCurrent }) {
             h("th", { scope: "col", class: "num" }, "In flight"),
             h("th", { scope: "col", class: "num" }, "Delayed"),
             h("th", { scope: "col", class: "num" }, "Oldest available"),
-            config.analytics ? h("th", { scope: "col" }, "Published / acked, 10 min") : null,
+            h("th", { scope: "col" }, "Published / acked, 10 min"),
           ),
         ),
         tbody,
@@ -112,7 +111,7 @@ export async function render(main, params, { scope, isCurrent }) {
       inFlight: h("td", { class: "num" }),
       delayed: h("td", { class: "num" }),
       age: h("td", { class: "num" }),
-      spark: config.analytics ? h("td", { class: "spark" }) : null,
+      spark: h("td", { class: "spark" }),
     };
     const tr = h(
       "tr",
@@ -150,7 +149,7 @@ export async function render(main, params, { scope, isCurrent }) {
 
   async function spark(name) {
     const row = rows.get(name);
-    if (!config.analytics || !row || performance.now() - row.sparkAt < SPARK_EVERY_MS) return;
+    if (!row || performance.now() - row.sparkAt < SPARK_EVERY_MS) return;
     row.sparkAt = performance.now();
     const to = new Date();
     const from = new Date(to.getTime() - SPARK_WINDOW_S * 1000);

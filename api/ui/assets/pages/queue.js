@@ -3,7 +3,6 @@
 // manage queues. Live over the queue's own feed.
 
 import * as api from "../api.js";
-import { config } from "../auth.js";
 import * as charts from "../charts.js";
 import {
   confirmDialog,
@@ -218,79 +217,76 @@ export async function render(main, { name }, { scope, isCurrent, navigate }) {
   }
 
   // --- analytics ----------------------------------------------------------------------------
-  let analyticsSection = null;
-  let loadAnalytics = async () => {};
   const chartsMade = [];
-  if (config.analytics) {
-    const windowSelect = h(
-      "select",
-      { id: "window", name: "window" },
-      WINDOWS.map(([value, label]) => h("option", { value, selected: value === "1h" }, label)),
-    );
-    const countsEl = h("div", { class: "chart" });
-    const dwellEl = h("div", { class: "chart" });
-    const reasonsEl = h("div", { class: "reasons" });
-    const totalsEl = h("p", { class: "totals" });
-    let countsChart = null;
-    let dwellChart = null;
-    analyticsSection = h(
-      "section",
-      { "aria-labelledby": "activity-heading" },
-      h("div", { class: "title" }, h("h2", { id: "activity-heading" }, "Activity"), h("div", { class: "control" }, h("label", { for: "window" }, "Window"), windowSelect)),
-      totalsEl,
-      h("div", { class: "charts" },
-        h("figure", {}, h("figcaption", {}, "Messages per bucket"), countsEl),
-        h("figure", {}, h("figcaption", {}, "Dwell time, publish to ack (p50, p95, p99)"), dwellEl),
-      ),
-      h("h3", {}, "Top nack reasons"),
+  const windowSelect = h(
+    "select",
+    { id: "window", name: "window" },
+    WINDOWS.map(([value, label]) => h("option", { value, selected: value === "1h" }, label)),
+  );
+  const countsEl = h("div", { class: "chart" });
+  const dwellEl = h("div", { class: "chart" });
+  const reasonsEl = h("div", { class: "reasons" });
+  const totalsEl = h("p", { class: "totals" });
+  let countsChart = null;
+  let dwellChart = null;
+  const analyticsSection = h(
+    "section",
+    { "aria-labelledby": "activity-heading" },
+    h("div", { class: "title" }, h("h2", { id: "activity-heading" }, "Activity"), h("div", { class: "control" }, h("label", { for: "window" }, "Window"), windowSelect)),
+    totalsEl,
+    h("div", { class: "charts" },
+      h("figure", {}, h("figcaption", {}, "Messages per bucket"), countsEl),
+      h("figure", {}, h("figcaption", {}, "Dwell time, publish to ack (p50, p95, p99)"), dwellEl),
+    ),
+    h("h3", {}, "Top nack reasons"),
+    reasonsEl,
+  );
+  async function loadAnalytics(position = null) {
+    const [, , span, bucket] = WINDOWS.find(([value]) => value === windowSelect.value);
+    const to = new Date();
+    const from = new Date(to.getTime() - span * 1000);
+    const params = { from: from.toISOString(), to: to.toISOString(), bucket_s: bucket, min_position: position };
+    let answer;
+    try {
+      answer = await api.get(`${base}/analytics${api.query(params)}`);
+    } catch (error) {
+      failed("Loading the analytics", error);
+      return;
+    }
+    if (closed) return;
+    const b = answer.buckets;
+    const sum = (key) => b.reduce((total, x) => total + (x[key] || 0), 0);
+    totalsEl.textContent = `In this window: ${count(sum("published"))} published, ${count(sum("acked"))} acked, ${count(sum("nacked"))} nacked, ${count(sum("dead_lettered"))} dead-lettered (${bucket} s buckets).`;
+    if (countsChart) countsChart.update(b);
+    else chartsMade.push((countsChart = charts.counts(countsEl, b)));
+    if (dwellChart) dwellChart.update(b);
+    else chartsMade.push((dwellChart = charts.dwell(dwellEl, b)));
+    const reasons = charts.topReasons(b);
+    const top = reasons.length ? reasons[0][1] : 0;
+    fill(
       reasonsEl,
-    );
-    loadAnalytics = async () => {
-      const [, , span, bucket] = WINDOWS.find(([value]) => value === windowSelect.value);
-      const to = new Date();
-      const from = new Date(to.getTime() - span * 1000);
-      let answer;
-      try {
-        answer = await api.get(`${base}/analytics${api.query({ from: from.toISOString(), to: to.toISOString(), bucket_s: bucket })}`);
-      } catch (error) {
-        failed("Loading the analytics", error);
-        return;
-      }
-      if (closed) return;
-      const b = answer.buckets;
-      const sum = (key) => b.reduce((total, x) => total + (x[key] || 0), 0);
-      totalsEl.textContent = `In this window: ${count(sum("published"))} published, ${count(sum("acked"))} acked, ${count(sum("nacked"))} nacked, ${count(sum("dead_lettered"))} dead-lettered (${bucket} s buckets).`;
-      if (countsChart) countsChart.update(b);
-      else chartsMade.push((countsChart = charts.counts(countsEl, b)));
-      if (dwellChart) dwellChart.update(b);
-      else chartsMade.push((dwellChart = charts.dwell(dwellEl, b)));
-      const reasons = charts.topReasons(b);
-      const top = reasons.length ? reasons[0][1] : 0;
-      fill(
-        reasonsEl,
-        reasons.length
-          ? h(
-              "table",
-              { class: "reasons" },
-              h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Reason"), h("th", { scope: "col", class: "num" }, "Count"))),
-              h(
-                "tbody",
-                {},
-                reasons.map(([reason, n]) =>
-                  h(
-                    "tr",
-                    {},
-                    h("td", {}, h("span", { class: "bar", style: `--share:${Math.round((100 * n) / top)}%` }), reason),
-                    h("td", { class: "num" }, count(n)),
-                  ),
+      reasons.length
+        ? h(
+            "table",
+            { class: "reasons" },
+            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Reason"), h("th", { scope: "col", class: "num" }, "Count"))),
+            h(
+              "tbody",
+              {},
+              reasons.map(([reason, n]) =>
+                h(
+                  "tr",
+                  {},
+                  h("td", {}, h("span", { class: "bar", style: `--share:${Math.round((100 * n) / top)}%` }), reason),
+                  h("td", { class: "num" }, count(n)),
                 ),
               ),
-            )
-          : h("p", { class: "empty" }, "No nacks in this window."),
-      );
-    };
-    windowSelect.addEventListener("change", () => loadAnalytics());
+            ),
+          )
+        : h("p", { class: "empty" }, "No nacks in this window."),
+    );
   }
+  windowSelect.addEventListener("change", () => loadAnalytics());
 
   // --- messages -----------------------------------------------------------------------------
   const statusSelect = h(
@@ -396,7 +392,7 @@ export async function render(main, { name }, { scope, isCurrent, navigate }) {
     h("section", { "aria-labelledby": "settings-heading" }, h("h2", { id: "settings-heading" }, "Settings"), settingsEl),
   );
   showQueue(queue);
-  await Promise.all([loadMessages(start), loadAnalytics()]);
+  await Promise.all([loadMessages(start), loadAnalytics(start)]);
   if (!isCurrent()) return null;
 
   // --- live ---------------------------------------------------------------------------------
@@ -411,7 +407,7 @@ export async function render(main, { name }, { scope, isCurrent, navigate }) {
     }
     if (!closed) loadMessages(position);
   }, 120, 500);
-  const refreshAnalytics = debounce(() => loadAnalytics(), 1000, 5000);
+  const refreshAnalytics = debounce(() => loadAnalytics(upTo), 1000, 5000);
   const due = wakeups(() => refresh());
 
   function gone() {
