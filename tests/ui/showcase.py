@@ -102,7 +102,7 @@ def _follow_story(http: httpx.Client, story: str) -> None:
     http.post(f"{path}/nack", json={"receipt": message["receipt"], "reason": REASONS[0]})
     [message] = http.post("/v1/queues/orders/receive", json={}).json()["messages"]
     assert message["id"] == story
-    http.post(f"{path}/extend", json={"receipt": message["receipt"], "visibility_timeout_s": 120})
+    http.post(f"{path}/extend", json={"receipt": message["receipt"], "visibility_timeout_s": 900})
 
 
 def traffic(http: httpx.Client, seconds: float) -> None:

@@ -53,7 +53,7 @@ def test_every_page_at_both_sizes(page_tab: Dashboard, shop: tuple[Server, showc
     tab.screenshot("queue")
 
     tab.open(f"/ui/queues/orders/messages/{story}")
-    expect(page.locator("ol.timeline > li")).to_have_count(5)
+    expect(page.locator("ol.timeline > li").nth(4)).to_be_visible()  # five events, or more
     tab.screenshot("message")
 
     page.get_by_role("link", name="Event log").click()
