@@ -9,19 +9,28 @@ Runs, in one go and on the same machine:
   embedded  cairn serve on SQLite, feeds fed by the in-process tail
   redis     cairn serve with --redis-url (feeds also follow Redis Streams)
 
+The subscribers run in ``--client-processes`` processes of their own (default 4), so that the
+reading side is not one Python process that saturates before the server does; arrival times
+are ``time.perf_counter()`` (CLOCK_MONOTONIC, one clock for every process of the machine).
+Each run also checks that every subscriber got every published event, in order, no gap.
+
 Usage: scripts/bench_feed.py [--subscribers 10,100,500] [--rate 200] [--seconds 5]
+                             [--client-processes 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import re
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -35,6 +44,8 @@ _ID = re.compile(rb"(?:^|\n)id: (\d+)\n")
 @dataclass
 class Subscriber:
     arrivals: dict[int, float] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)
+    """Positions in the order they arrived (duplicates included)."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     last: int | None = None
@@ -71,7 +82,9 @@ async def subscribe(port: int, path: str, sub: Subscriber, until: asyncio.Event)
                 continue
             complete, buffer = buffer[: cut + 2], buffer[cut + 2 :]
             for match in _ID.finditer(complete):
-                sub.arrivals.setdefault(int(match.group(1)), now)
+                position = int(match.group(1))
+                sub.order.append(position)
+                sub.arrivals.setdefault(position, now)
             sub.check()
     finally:
         writer.close()
@@ -109,7 +122,31 @@ async def produce(
         await asyncio.gather(*pending)
 
 
-async def run_case(
+def _clients(
+    port: int, path: str, count: int, ready: Queue[Any], control: Queue[Any], results: Queue[Any]
+) -> None:
+    """One client process: ``count`` subscribers; says when all are connected, learns the last
+    position published, and sends back what each received and when."""
+
+    async def run() -> list[tuple[dict[int, float], list[int]]]:
+        until = asyncio.Event()
+        subs = [Subscriber() for _ in range(count)]
+        tasks = [asyncio.create_task(subscribe(port, path, s, until)) for s in subs]
+        await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in subs)), 60)
+        ready.put(count)
+        last = await asyncio.get_running_loop().run_in_executor(None, control.get)
+        for sub in subs:
+            sub.last = last
+            sub.check()
+        await asyncio.wait([asyncio.create_task(s.done.wait()) for s in subs], timeout=30)
+        until.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return [(s.arrivals, s.order) for s in subs]
+
+    results.put(asyncio.run(run()))
+
+
+def run_case(
     url: str,
     port: int,
     stream_path: str,
@@ -118,31 +155,50 @@ async def run_case(
     subscribers: int,
     rate: float,
     seconds: float,
+    processes: int,
 ) -> dict[str, float]:
-    until = asyncio.Event()
-    subs = [Subscriber() for _ in range(subscribers)]
-    tasks = [asyncio.create_task(subscribe(port, stream_path, s, until)) for s in subs]
-    await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in subs)), 60)
+    context = multiprocessing.get_context("fork")  # before any event loop of this process
+    ready: Queue[Any] = context.Queue()
+    control: Queue[Any] = context.Queue()
+    results: Queue[Any] = context.Queue()
+    shares = [subscribers // processes + (i < subscribers % processes) for i in range(processes)]
+    workers = [
+        context.Process(
+            target=_clients, args=(port, stream_path, n, ready, control, results), daemon=True
+        )
+        for n in shares
+        if n
+    ]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.get(timeout=90)
     answered: dict[int, float] = {}
     started = time.perf_counter()
-    await produce(url, publish_path, body, rate, seconds, answered)
-    for sub in subs:
-        sub.last = max(answered)
-        sub.check()
-    await asyncio.wait([asyncio.create_task(s.done.wait()) for s in subs], timeout=30)
-    elapsed = max(max(s.arrivals.values(), default=started) for s in subs) - started
-    until.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    latencies = [
-        arrived - answered[p] for s in subs for p, arrived in s.arrivals.items() if p in answered
-    ]
-    delivered = sum(1 for s in subs for p in s.arrivals if p in answered)
+    asyncio.run(produce(url, publish_path, body, rate, seconds, answered))
+    for _ in workers:
+        control.put(max(answered))
+    received: list[tuple[dict[int, float], list[int]]] = []
+    for _ in workers:
+        received += results.get(timeout=120)
+    for worker in workers:
+        worker.join(10)
+    elapsed = max(max(a.values(), default=started) for a, _ in received) - started
+    published = sorted(answered)
+    latencies = sorted(
+        arrived - answered[p]
+        for arrivals, _ in received
+        for p, arrived in arrivals.items()
+        if p in answered
+    )
+    delivered = sum(1 for arrivals, _ in received for p in arrivals if p in answered)
+    in_order = sum(1 for _, order in received if [p for p in order if p in answered] == published)
     expected = len(answered) * subscribers
-    latencies.sort()
     return {
         "published": len(answered),
         "delivered": delivered,
         "complete": delivered / expected if expected else 0.0,
+        "in_order": in_order / subscribers,
         "per_s": delivered / elapsed if elapsed > 0 else 0.0,
         "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
@@ -157,12 +213,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="publishes per second")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    parser.add_argument("--client-processes", type=int, default=4)
     args = parser.parse_args()
     counts = [int(k) for k in args.subscribers.split(",")]
     body = {"body": {"order": 12345, "items": ["a", "b", "c"], "note": "x" * 100}}
     print(
         f"{'setup':<10}{'K':>5}{'published':>11}{'delivered/s':>13}{'complete':>10}"
-        f"{'p50 ms':>9}{'p99 ms':>9}{'vs baseline':>13}"
+        f"{'in order':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs baseline':>13}"
     )
     for k in counts:
         baseline_rate = None
@@ -179,15 +236,24 @@ def main() -> None:
                 stream, publish = "/v1/queues/bench/events/stream", "/v1/queues/bench/messages"
             with server as running:
                 port = int(running.url.rsplit(":", 1)[1])
-                result = asyncio.run(
-                    run_case(running.url, port, stream, publish, body, k, args.rate, args.seconds)
+                result = run_case(
+                    running.url,
+                    port,
+                    stream,
+                    publish,
+                    body,
+                    k,
+                    args.rate,
+                    args.seconds,
+                    args.client_processes,
                 )
             if setup == "baseline":
                 baseline_rate = result["per_s"]
             ratio = result["per_s"] / baseline_rate if baseline_rate else float("nan")
             print(
                 f"{setup:<10}{k:>5}{result['published']:>11.0f}{result['per_s']:>13,.0f}"
-                f"{result['complete']:>10.1%}{result['p50_ms']:>9.1f}{result['p99_ms']:>9.1f}"
+                f"{result['complete']:>10.1%}{result['in_order']:>10.1%}"
+                f"{result['p50_ms']:>9.1f}{result['p99_ms']:>9.1f}"
                 f"{ratio:>12.2f}x",
                 flush=True,
             )
