@@ -101,7 +101,13 @@ def test_redrive_moves_dead_letters_back(ui: Dashboard) -> None:
     assert nack.status_code == 204
     assert ui.receive(queue) == []  # the second delivery is a move to the dead-letter queue
     assert ui.get(f"/v1/queues/{dlq}")["stats"]["available"] == 1
-    page = ui.open(f"/ui/queues/{dlq}")
+    # The message's timeline says where it went, and links to its copy there.
+    page = ui.open(f"/ui/queues/{queue}/messages/{message['id']}")
+    moved = page.locator("ol.timeline > li").last
+    expect(moved.locator("code.type")).to_have_text("message.dead_lettered")
+    expect(moved).to_contain_text("reason: boom")
+    moved.get_by_role("link", name=dlq, exact=True).click()
+    expect(page.get_by_role("heading", name=dlq, level=1)).to_be_visible()
     page.get_by_role("button", name="Redrive").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("1 messages would go back")
