@@ -1,7 +1,7 @@
-"""Every page of a broker with some history, at both sizes, photographed for the docs
-(``docs/screenshots/<page>-<size>.png``, overwritten on each run) and checked for console
-errors like every other test. ``CAIRN_UI_TRAFFIC_S=120`` lets traffic flow for two minutes
-first, so the charts show more than a moment."""
+"""Every page of a broker with some history, at both sizes, photographed
+(``build/screenshots/<page>-<size>.png`` on each run, or where ``CAIRN_UI_SCREENSHOTS`` says)
+and checked for console errors like every other test. ``CAIRN_UI_TRAFFIC_S=120`` lets traffic
+flow for two minutes first, so the charts show more than a moment."""
 
 from __future__ import annotations
 
