@@ -196,9 +196,13 @@ class SqliteDatabase:
         self._write_conn = self._read_conn = None
 
     def _connect(self, readonly: bool) -> sqlite3.Connection:
-        # The writer waits for the lock in write_transaction, in finer steps than SQLite's.
+        # The writer waits for the lock in write_transaction, in finer steps than SQLite's; but
+        # setting the connection up waits like a reader: another process's last connection
+        # closing checkpoints the WAL under an exclusive lock, and must not fail this open.
         timeout_ms = self._busy_timeout_ms if readonly else 0
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout_ms / 1000)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000
+        )
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
