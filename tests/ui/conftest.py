@@ -43,13 +43,16 @@ VIEWPORTS: Final = {
 }
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright's sync API is running, its event loop is the
+# main thread's running loop, and every pytest-asyncio test after tests/ui would fail with
+# "Runner.run() cannot be called from a running event loop".
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
         reason = f"no Chromium at {CHROMIUM} (scripts/test installs Debian's chromium package)"
@@ -61,7 +64,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A broker with authentication off (loopback only, as the contract allows)."""
     running = make_server(tmp_path_factory.mktemp("ui")).start()
@@ -69,7 +72,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A broker with authentication on."""
     running = make_server(tmp_path_factory.mktemp("ui-auth"), "--jwt-secret", SECRET).start()
