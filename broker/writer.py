@@ -37,7 +37,7 @@ from broker.errors import BrokerError, IdempotencyKeyReusedError, StoreUnavailab
 from broker.events import AnyEvent, StoredEvent, type_of
 from broker.idempotency import Claim, Recall, RecordAnswer, Replay, record_of
 from broker.ports import Clock, EventStore, system_clock
-from broker.state import IdempotencyRecord, PutIdempotency, StateTx, evolve
+from broker.state import FINISHED_KEPT_S, IdempotencyRecord, PutIdempotency, StateTx, evolve
 
 log = structlog.get_logger(component="cairn.writer")
 
@@ -84,9 +84,12 @@ def apply_batch(
     commands: Sequence[Work],
     ctx: Context,
     claims: Sequence[Claim | None] | None = None,
+    *,
+    finished_kept_s: float = FINISHED_KEPT_S,
 ) -> _Batch:
     """Decide and append each command in turn, inside the caller's transaction. ``claims``:
-    the idempotency key each command came with, if any."""
+    the idempotency key each command came with, if any. A full sweep also prunes what no
+    command can need any more (``finished_kept_s``: see ``FINISHED_KEPT_S``)."""
     outcomes: list[Outcome] = []
     commit = Commit(head=tx.next_position - 1, commands=len(commands))
     swept = False
@@ -125,7 +128,7 @@ def apply_batch(
         outcomes.append(decision.reply)
         swept = swept or (isinstance(command, Sweep) and command.queue is None)
     if swept:
-        tx.prune(ctx.now_us)
+        tx.prune(ctx.now_us, ctx.now_us - int(finished_kept_s * 1_000_000))
     return _Batch(outcomes, commit)
 
 
@@ -195,8 +198,10 @@ class Writer:
         new_id: Callable[[], str] = ids.new_message_id,
         new_receipt: Callable[[], str] = ids.new_receipt,
         max_batch: int = 512,
+        finished_kept_s: float = FINISHED_KEPT_S,
     ) -> None:
         self._store = store
+        self._finished_kept_s = finished_kept_s
         self._clock = clock
         self._new_id = new_id
         self._new_receipt = new_receipt
@@ -290,8 +295,11 @@ class Writer:
         commands = [item.work for item in batch]
         claims = [item.claim for item in batch]
         ctx = Context(now=self._now(), new_id=self._new_id, new_receipt=self._new_receipt)
+        kept_s = self._finished_kept_s
         try:
-            result = await self._store.transact(lambda tx: apply_batch(tx, commands, ctx, claims))
+            result = await self._store.transact(
+                lambda tx: apply_batch(tx, commands, ctx, claims, finished_kept_s=kept_s)
+            )
         except Exception as error:  # the whole transaction failed: nothing was written
             if len(batch) > 1 and not isinstance(error, StoreUnavailableError):
                 # Something other than a domain refusal or an unavailable store (a bug): the
