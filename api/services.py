@@ -176,6 +176,7 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
     tail = LogTail(store, head, redis_streams.RedisFollower(redis) if redis is not None else None)
 
     def on_commit(commit: Commit) -> None:
+        tail.offer(commit.events)
         head.advance(commit.head)
         signals.notify(commit.queues)
         if commit.queues:

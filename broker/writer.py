@@ -52,6 +52,9 @@ class Commit:
     commands: int
     queues: set[str] = field(default_factory=set)
     event_types: Counter[str] = field(default_factory=Counter)
+    events: list[StoredEvent] = field(default_factory=list)
+    """Every event appended, in position order: the feeds of this process take them from
+    here instead of reading them back from the store."""
 
 
 @dataclass(slots=True)
@@ -66,16 +69,20 @@ nothing (an answer recorded)."""
 Work: TypeAlias = AnyCommand | RecordAnswer | Recall
 
 
-def record(tx: StateTx, events: Sequence[AnyEvent]) -> int:
+def record(tx: StateTx, events: Sequence[AnyEvent], stored: list[StoredEvent] | None = None) -> int:
     """Append events at ``next_position`` onwards with the state changes each one makes;
-    returns the last position written. This is the one fold of the write side: whatever the
-    store, each event becomes its changes here (``evolve``, against the state as it was just
-    before it), and the adapter only stores the event and the changes it is handed."""
+    returns the last position written (and adds each event as stored to ``stored``). This is
+    the one fold of the write side: whatever the store, each event becomes its changes here
+    (``evolve``, against the state as it was just before it), and the adapter only stores the
+    event and the changes it is handed."""
     for event in events:
         position = tx.next_position
         changes = evolve(tx, event, position)
-        tx.append(StoredEvent.of(position, event))
+        appended = StoredEvent.of(position, event)
+        tx.append(appended)
         tx.apply(changes)
+        if stored is not None:
+            stored.append(appended)
     return tx.next_position - 1
 
 
@@ -176,7 +183,7 @@ def _named(command: Work) -> list[str]:
 def _append(tx: StateTx, events: Sequence[AnyEvent], commit: Commit) -> None:
     if not events:
         return
-    commit.head = record(tx, events)
+    commit.head = record(tx, events, commit.events)
     for event in events:
         commit.queues.add(event.queue)
         commit.event_types[type_of(event)] += 1
