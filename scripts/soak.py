@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import msgspec
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -132,6 +132,89 @@ async def reader_main(port: int, count: int) -> None:
 
 # ---- the load ---------------------------------------------------------------------------------
 
+HttpError = (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError)
+_IDLE_S = 2.0
+"""How long a connection may have been idle to be used again: uvicorn closes keep-alive
+connections idle for 5 s, and a request sent as it does would be lost."""
+
+
+class Answer:
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return msgspec.json.decode(self.content)
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise RuntimeError(f"{self.status_code}: {self.text[:200]}")
+
+
+class Http:
+    """A minimal HTTP/1.1 client over keep-alive connections to the server: the driver must
+    cost little next to the server it measures (httpx took a whole core of this machine for
+    ~200 requests/s, and the driver, not the broker, set the pace)."""
+
+    def __init__(self, port: int, connections: int = 64) -> None:
+        self._port = port
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+        self._slots = asyncio.Semaphore(connections)
+
+    async def get(self, path: str) -> Answer:
+        return await self._request(b"GET", path, b"")
+
+    async def post(self, path: str, json: Any = None) -> Answer:
+        return await self._request(b"POST", path, msgspec.json.encode(json))
+
+    async def _request(self, method: bytes, path: str, body: bytes) -> Answer:
+        async with self._slots:
+            now = time.monotonic()
+            while self._idle and self._idle[-1][2] < now - _IDLE_S:
+                self._idle.pop()[1].close()  # the server may be closing it: never reuse it
+            if self._idle:
+                reader, writer, _ = self._idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self._port)
+            try:
+                exchange = self._exchange(reader, writer, method, path, body)
+                answer = await asyncio.wait_for(exchange, 30)
+            except BaseException:
+                writer.close()
+                raise
+            self._idle.append((reader, writer, time.monotonic()))
+            return answer
+
+    @staticmethod
+    async def _exchange(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        method: bytes,
+        path: str,
+        body: bytes,
+    ) -> Answer:
+        writer.write(
+            b"%s %s HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (method, path.encode(), len(body), body)
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return Answer(status, await reader.readexactly(length) if length else b"")
+
+    def close(self) -> None:
+        for _, writer, _ in self._idle:
+            writer.close()
+        self._idle.clear()
+
 
 def window_of(seconds: float) -> float:
     return min(60.0, seconds / 4)
@@ -163,7 +246,7 @@ class Ledger:
             self.errors[-1] = f"... and more ({what})"
 
 
-async def publish(client: httpx.AsyncClient, ledger: Ledger, rng: random.Random) -> None:
+async def publish(client: Http, ledger: Ledger, rng: random.Random) -> None:
     seq = ledger.next_seq
     ledger.next_seq += 1
     roll = rng.random()
@@ -174,7 +257,7 @@ async def publish(client: httpx.AsyncClient, ledger: Ledger, rng: random.Random)
     body = {"body": {"seq": seq, "kind": kind, "pad": _PAD}}
     try:
         answer = await client.post(f"/v1/queues/{QUEUE}/messages", json=body)
-    except httpx.HTTPError as error:
+    except HttpError as error:
         ledger.error(f"publish {seq}: {error!r}")
         return
     if answer.status_code != 201:
@@ -182,9 +265,7 @@ async def publish(client: httpx.AsyncClient, ledger: Ledger, rng: random.Random)
     ledger.publish_ms.append((sent, (time.monotonic() - sent) * 1000))
 
 
-async def consume(
-    client: httpx.AsyncClient, queue: str, ledger: Ledger, stop: asyncio.Event
-) -> None:
+async def consume(client: Http, queue: str, ledger: Ledger, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             answer = await client.post(
@@ -229,13 +310,11 @@ async def consume(
                 ledger.acked[seq] += 1
                 if queue == DLQ:
                     ledger.dead_lettered += 1
-        except httpx.HTTPError as error:
+        except HttpError as error:
             ledger.error(f"consume {queue}: {error!r}")
 
 
-async def open_loop(
-    client: httpx.AsyncClient, ledger: Ledger, rate: float, seconds: float, tick: Any
-) -> None:
+async def open_loop(client: Http, ledger: Ledger, rate: float, seconds: float, tick: Any) -> None:
     """Publish at ``rate`` for ``seconds``, on schedule whatever the answers' latency."""
     rng = random.Random(13)
     pending: set[asyncio.Task[None]] = set()
@@ -253,7 +332,7 @@ async def open_loop(
     await asyncio.gather(*pending)
 
 
-async def closed_loop(client: httpx.AsyncClient, ledger: Ledger, seconds: float) -> None:
+async def closed_loop(client: Http, ledger: Ledger, seconds: float) -> None:
     rng = random.Random(7)
     end = time.monotonic() + seconds
 
@@ -316,8 +395,8 @@ async def soak(args: argparse.Namespace) -> int:
     with cairn(1) as server:
         assert server.database is not None
         port = int(server.url.rsplit(":", 1)[1])
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+        client = Http(port)
+        try:
             for body in (
                 {"name": DLQ},
                 {
@@ -386,9 +465,11 @@ async def soak(args: argparse.Namespace) -> int:
             head = (await client.get("/v1/projections")).json()["head"]
             stats = {}
             for name in (QUEUE, DLQ):
-                stats[name] = (
-                    await client.get(f"/v1/queues/{name}", params={"min_position": head})
-                ).json()["stats"]
+                stats[name] = (await client.get(f"/v1/queues/{name}?min_position={head}")).json()[
+                    "stats"
+                ]
+        finally:
+            client.close()
         feeds = await stop_readers(readers, head)
         # Stopped, the server checkpoints its write-ahead logs into the files: measure those.
         server.process.terminate()
