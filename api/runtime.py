@@ -4,8 +4,9 @@ is. The HTTP workers (``api/services.py``), the projector process (``api/project
 projections here, so the choice of adapter for a database URL is made in one place:
 
 - ``sqlite://``: the log in one file, the read models in another beside it; processes on the
-  same file notice each other's commits by polling the head; one-of-a-kind jobs (projectors,
-  sweeper) are led by whoever holds a file lock.
+  same file tell each other of commits and checkpoint moves with datagrams
+  (``broker/store/datagrams.py``), and look at the head once a second in case one was lost;
+  one-of-a-kind jobs (projectors, sweeper) are led by whoever holds a file lock.
 - ``postgresql://``: everything in one database shared by every node; commits and checkpoint
   moves are announced with NOTIFY and heard with LISTEN; the jobs are led by whoever holds a
   session advisory lock.

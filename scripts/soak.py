@@ -106,8 +106,9 @@ async def _follow(
 
 
 async def reader_main(port: int, count: int) -> None:
-    """Follow ``count`` feeds; say ``ready`` once all are connected; on ``stop <head>`` from
-    stdin wait (bounded) until each has reached the head, and print what each saw as JSON."""
+    """Follow ``count`` feeds; say ``ready`` once all are connected. On ``reach <position>``
+    from stdin, wait (bounded) until each has reached it and say ``reached``; on ``stop
+    <head>``, the same, then print what each saw as JSON and stop."""
     states = [{"last": 0, "gaps": 0, "errors": []} for _ in range(count)]
     readies = [asyncio.Event() for _ in range(count)]
     progressed = asyncio.Event()
@@ -118,16 +119,22 @@ async def reader_main(port: int, count: int) -> None:
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
-    line = await loop.run_in_executor(None, sys.stdin.readline)
-    head = int(line.split()[1])
-    deadline = loop.time() + 120
-    while any(s["last"] < head for s in states) and (left := deadline - loop.time()) > 0:
-        progressed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(progressed.wait(), left)
-    for task in tasks:
-        task.cancel()
-    print(json.dumps({"head": head, "feeds": states}), flush=True)
+    while True:
+        command, position = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+        deadline = loop.time() + 300
+        while any(s["last"] < int(position) for s in states):
+            if (left := deadline - loop.time()) <= 0:
+                break
+            progressed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(progressed.wait(), left)
+        if command == "reach":
+            print(f"reached {min(s['last'] for s in states)}", flush=True)
+            continue
+        for task in tasks:
+            task.cancel()
+        print(json.dumps({"head": int(position), "feeds": states}), flush=True)
+        return
 
 
 # ---- the load ---------------------------------------------------------------------------------
@@ -427,7 +434,15 @@ async def soak(args: argparse.Namespace) -> int:
                 peak = (sum(ledger.acked.values()) - before) / (time.monotonic() - started)
                 rate = 0.8 * peak
                 print(f"peak: {peak:,.0f} messages/s acked; soaking at {rate:,.0f}/s", flush=True)
-                await drained(ledger, 120)
+                # The soak starts from a steady state: the peak's backlog acked, and every
+                # feed caught up (the peak leaves them behind, and that is not the soak's).
+                settling = time.monotonic()
+                await drained(ledger, 300)
+                reached = await reach(readers, (await client.get("/v1/projections")).json()["head"])
+                print(
+                    f"settled in {time.monotonic() - settling:.0f} s (feeds at {reached:,})",
+                    flush=True,
+                )
             peak_messages = ledger.next_seq
             ledger.publish_ms.clear()
             ledger.delivery_ms.clear()
@@ -463,6 +478,12 @@ async def soak(args: argparse.Namespace) -> int:
             stop.set()
             await asyncio.gather(*consumers)
             head = (await client.get("/v1/projections")).json()["head"]
+            metrics = (await client.get("/metrics")).text
+            overflows = sum(
+                float(line.split()[-1])
+                for line in metrics.splitlines()
+                if line.startswith("cairn_feed_overflows_total")
+            )
             stats = {}
             for name in (QUEUE, DLQ):
                 stats[name] = (await client.get(f"/v1/queues/{name}?min_position={head}")).json()[
@@ -551,6 +572,7 @@ async def soak(args: argparse.Namespace) -> int:
             f"{head_p99:.1f} ms -> {tail_p99:.1f} ms ({tail_p99 / head_p99:.2f}x)",
         )
     print()
+    print(f"feeds cut off from the live tail (fell behind, read the store): {overflows:.0f}")
     print(
         "CPU, share of one core during the soak: "
         + ", ".join(f"{n} {c:.0%}" for n, c in cpu.items())
@@ -592,6 +614,20 @@ async def start_readers(port: int, subscribers: int, processes: int) -> list[Pro
         if line.strip() != b"ready":
             raise SystemExit(f"a reader did not connect: {line!r}")
     return readers
+
+
+async def reach(readers: list[Process], position: int) -> int:
+    """Wait until every feed has reached ``position``; the lowest position a feed is at."""
+    for reader in readers:
+        assert reader.stdin is not None
+        reader.stdin.write(f"reach {position}\n".encode())
+        await reader.stdin.drain()
+    lowest = position
+    for reader in readers:
+        assert reader.stdout is not None
+        line = await asyncio.wait_for(reader.stdout.readline(), 360)
+        lowest = min(lowest, int(line.split()[1]))
+    return lowest
 
 
 async def stop_readers(readers: list[Process], head: int) -> list[dict[str, Any]]:
