@@ -35,11 +35,6 @@ log = structlog.get_logger(component="cairn.tail")
 
 _LINE_BREAK: Final = re.compile(rb"\r\n|\r|\n")
 _READ_BATCH: Final = 2000
-_LINGER_S: Final = 0.005
-"""How long the tail holds new events before it hands them to the feeds: under load, the events
-of many commits then reach a feed in one wake-up and one write, instead of one per commit
-for every feed (with 200 feeds, those wake-ups were the serving process's main work). 5 ms is
-little next to the second a feed may take."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +114,6 @@ class LogTail:
         self._follower = follower
         self._subscribers: set[Subscription] = set()
         self._lock = asyncio.Lock()
-        self._held: list[Frame] = []
-        self._flush: asyncio.TimerHandle | None = None
         self.position = head.value
 
     @property
@@ -211,19 +204,9 @@ class LogTail:
                 self._deliver([frame_of(stored) for stored in batch])
 
     def _deliver(self, frames: list[Frame]) -> None:
-        """Take ``frames`` (the ones after ``position``); the feeds get them ``_LINGER_S`` later,
-        with whatever else arrived meanwhile. (A feed that subscribes meanwhile starts after
-        them, reads them from the store, and skips them when they come.)"""
         if not frames:
             return
         self.position = frames[-1].position
-        self._held.extend(frames)
-        if self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(_LINGER_S, self._hand_out)
-
-    def _hand_out(self) -> None:
-        self._flush = None
-        frames, self._held = self._held, []
         for subscription in list(self._subscribers):
             subscription.push(frames)
 
