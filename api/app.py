@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -78,6 +79,10 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.services = await services.start(settings, metrics, redis)
+        # What start-up made (modules, routes, schemas, the store's objects) lives as long as
+        # the process: out of the cycle collector's way, so that its full collections do not
+        # walk it again and again (under load they took ~12% of a publish's CPU).
+        gc.freeze()
         try:
             yield
         finally:

@@ -6,8 +6,10 @@ leased, acked), and folding them costs Python time. In a serving process that ti
 from HTTP on the same GIL; in ``--workers N`` every worker would also fold the same events
 and all but one would throw the work away. Here one process does it once, on the other core.
 
-It learns of new events by reading the log's head every few milliseconds (a primary-key MAX,
-in this process), and stops when told to or when the process that started it is gone.
+It learns of new events from the serving processes' commit wake-ups (datagrams on SQLite,
+NOTIFY on PostgreSQL; ``Storage.follow``), with a look at the head once a second in case one
+was lost, so an idle broker costs it next to nothing; and it stops when told to or when the
+process that started it is gone.
 
 ``cairn serve`` starts it as ``python -m api.projector``; its settings are the ``CAIRN_*``
 variables ``serve`` exported after validating them.

@@ -4,8 +4,9 @@ is. The HTTP workers (``api/services.py``), the projector process (``api/project
 projections here, so the choice of adapter for a database URL is made in one place:
 
 - ``sqlite://``: the log in one file, the read models in another beside it; processes on the
-  same file notice each other's commits by polling the head; one-of-a-kind jobs (projectors,
-  sweeper) are led by whoever holds a file lock.
+  same file tell each other of commits and checkpoint moves with datagrams
+  (``broker/store/datagrams.py``), and look at the head once a second in case one was lost;
+  one-of-a-kind jobs (projectors, sweeper) are led by whoever holds a file lock.
 - ``postgresql://``: everything in one database shared by every node; commits and checkpoint
   moves are announced with NOTIFY and heard with LISTEN; the jobs are led by whoever holds a
   session advisory lock.
@@ -131,7 +132,9 @@ class Storage:
         """Tell the other processes the projections moved (they wait on them for
         ``min_position``)."""
         if self.datagrams is not None:
-            self.datagrams.send(_CHECKPOINT)
+            # The positions ride along, so that a listener need not read them back.
+            positions = (f"{name}={w.value}" for name, w in self.runner.watermarks.items())
+            self.datagrams.send(" ".join([_CHECKPOINT, *positions]))
         elif isinstance(self.views, postgres.PostgresDatabase):
             await self.views.transaction(lambda conn: conn.notify(postgres.CHECKPOINT_CHANNEL, ""))
 
@@ -158,8 +161,9 @@ class Storage:
         if self.datagrams is not None:
 
             def datagram(payload: str) -> None:
-                if payload == _CHECKPOINT:
-                    refresh()
+                if payload.startswith(_CHECKPOINT):
+                    if not self._saw_checkpoints(payload):
+                        refresh()
                 else:
                     self._saw_head(head, signals, *postgres.parse_head(payload))
 
@@ -175,6 +179,22 @@ class Storage:
             with contextlib.suppress(StoreUnavailableError):
                 self._saw_head(head, signals, await self.store.head(), None)
                 await self.runner.refresh()
+
+    def _saw_checkpoints(self, payload: str) -> bool:
+        """Move the watermarks forward to the positions a projector announced it committed;
+        False when the payload says less than that (no positions, or a move back, which only
+        a read of the checkpoints can confirm: a rebuild, or an older datagram)."""
+        known = False
+        for item in payload.split()[1:]:
+            name, _, position = item.partition("=")
+            watermark = self.runner.watermarks.get(name)
+            if watermark is None or not position.isdigit():
+                continue
+            if int(position) < watermark.value:
+                return False
+            watermark.advance(int(position))
+            known = True
+        return known
 
     @staticmethod
     def _saw_head(

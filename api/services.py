@@ -166,7 +166,7 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
     store, runner = storage.store, storage.runner
     head = Watermark(await store.head())
     signals = QueueSignals()
-    writer = Writer(store)
+    writer = Writer(store, finished_kept_s=settings.finished_kept_s)
     embedded = settings.projector == "embedded"
     publisher = (
         redis_streams.RedisStreamPublisher(store, redis, head, maxlen=settings.redis_stream_maxlen)
@@ -176,6 +176,7 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
     tail = LogTail(store, head, redis_streams.RedisFollower(redis) if redis is not None else None)
 
     def on_commit(commit: Commit) -> None:
+        tail.offer(commit.events)
         head.advance(commit.head)
         signals.notify(commit.queues)
         if commit.queues:

@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from api.auth import Authenticator, KeyConfigError
+from broker.state import FINISHED_KEPT_S
 from broker.store.postgres import describe, is_postgres
 from broker.store.tortoise import sqlite_path
 
@@ -56,6 +57,7 @@ class Settings(msgspec.Struct, kw_only=True):
     """Where projections are applied: in each serving process, or in one process of their own
     that ``cairn serve`` starts beside the workers (its default)."""
     sweep_interval_s: PositiveSeconds = 0.5
+    finished_kept_s: Annotated[float, Meta(ge=0)] = FINISHED_KEPT_S
     projection_coalesce_s: Annotated[float, Meta(ge=0)] = 0.01
     read_wait_s: PositiveSeconds = 5.0
     sse_heartbeat_s: float = 15.0
@@ -149,6 +151,7 @@ ENV_ONLY: Final = frozenset(
         "max_message_bytes",
         "max_json_depth",
         "sweep_interval_s",
+        "finished_kept_s",
         "projection_coalesce_s",
         "read_wait_s",
         "sse_heartbeat_s",

@@ -51,6 +51,17 @@ Status: TypeAlias = Literal[
     "ready", "waiting", "leased", "acked", "dead_lettered", "expired", "purged", "redriven"
 ]
 LIVE: Final[tuple[Status, ...]] = ("ready", "waiting", "leased")
+FINISHED: Final[tuple[Status, ...]] = ("acked", "dead_lettered", "expired", "redriven")
+"""Statuses a message never leaves: it is done with, and only a late ack can still name it."""
+FINISHED_KEPT_S: Final = 300
+"""How long the write side keeps a finished message after its ``visible_at`` (when it
+finished, or when its last lease would have ended if that is later): a retried ack is
+answered as the first one was (``204`` for the same receipt, ``409`` for a lost lease) for at
+least this long after the lease, and is a ``404`` after it. Then the row is pruned, so that
+the write side holds the live messages and a window of recent ones, however long the log."""
+PRUNE_BATCH: Final = 5000
+"""At most this many message rows a sweep prunes per queue: a sweep shares the writer with
+commands, and a backlog of finished rows is worked off over a few sweeps instead."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PRIORITY: Final = 9
 SETTINGS: Final = QueueSettings.__struct_fields__
@@ -308,9 +319,13 @@ class StateTx(StateView, Protocol):
     def apply(self, changes: Sequence[Change]) -> None:
         """Store these state changes."""
 
-    def prune(self, now: int) -> int:
-        """Forget dedup keys whose window has closed and idempotency records past their 24 h;
-        return how many."""
+    def prune(self, now: int, finished_before: int) -> int:
+        """Forget dedup keys whose window has closed, idempotency records past their 24 h, the
+        rows of finished messages whose ``visible_at`` is at or before ``finished_before``
+        (``FINISHED_KEPT_S``), and those of messages a purge took that is undone (no undo can
+        bring them back any more); at most ``PRUNE_BATCH`` message rows per queue and purge.
+        Purged messages of a purge not undone stay: an undo restores or counts them. Return
+        how many rows were forgotten."""
 
 
 def stored_settings(event: QueueCreated | QueueUpdated) -> dict[str, Any]:

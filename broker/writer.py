@@ -37,7 +37,7 @@ from broker.errors import BrokerError, IdempotencyKeyReusedError, StoreUnavailab
 from broker.events import AnyEvent, StoredEvent, type_of
 from broker.idempotency import Claim, Recall, RecordAnswer, Replay, record_of
 from broker.ports import Clock, EventStore, system_clock
-from broker.state import IdempotencyRecord, PutIdempotency, StateTx, evolve
+from broker.state import FINISHED_KEPT_S, IdempotencyRecord, PutIdempotency, StateTx, evolve
 
 log = structlog.get_logger(component="cairn.writer")
 
@@ -52,6 +52,9 @@ class Commit:
     commands: int
     queues: set[str] = field(default_factory=set)
     event_types: Counter[str] = field(default_factory=Counter)
+    events: list[StoredEvent] = field(default_factory=list)
+    """Every event appended, in position order: the feeds of this process take them from
+    here instead of reading them back from the store."""
 
 
 @dataclass(slots=True)
@@ -66,16 +69,20 @@ nothing (an answer recorded)."""
 Work: TypeAlias = AnyCommand | RecordAnswer | Recall
 
 
-def record(tx: StateTx, events: Sequence[AnyEvent]) -> int:
+def record(tx: StateTx, events: Sequence[AnyEvent], stored: list[StoredEvent] | None = None) -> int:
     """Append events at ``next_position`` onwards with the state changes each one makes;
-    returns the last position written. This is the one fold of the write side: whatever the
-    store, each event becomes its changes here (``evolve``, against the state as it was just
-    before it), and the adapter only stores the event and the changes it is handed."""
+    returns the last position written (and adds each event as stored to ``stored``). This is
+    the one fold of the write side: whatever the store, each event becomes its changes here
+    (``evolve``, against the state as it was just before it), and the adapter only stores the
+    event and the changes it is handed."""
     for event in events:
         position = tx.next_position
         changes = evolve(tx, event, position)
-        tx.append(StoredEvent.of(position, event))
+        appended = StoredEvent.of(position, event)
+        tx.append(appended)
         tx.apply(changes)
+        if stored is not None:
+            stored.append(appended)
     return tx.next_position - 1
 
 
@@ -84,9 +91,12 @@ def apply_batch(
     commands: Sequence[Work],
     ctx: Context,
     claims: Sequence[Claim | None] | None = None,
+    *,
+    finished_kept_s: float = FINISHED_KEPT_S,
 ) -> _Batch:
     """Decide and append each command in turn, inside the caller's transaction. ``claims``:
-    the idempotency key each command came with, if any."""
+    the idempotency key each command came with, if any. A full sweep also prunes what no
+    command can need any more (``finished_kept_s``: see ``FINISHED_KEPT_S``)."""
     outcomes: list[Outcome] = []
     commit = Commit(head=tx.next_position - 1, commands=len(commands))
     swept = False
@@ -125,7 +135,7 @@ def apply_batch(
         outcomes.append(decision.reply)
         swept = swept or (isinstance(command, Sweep) and command.queue is None)
     if swept:
-        tx.prune(ctx.now_us)
+        tx.prune(ctx.now_us, ctx.now_us - int(finished_kept_s * 1_000_000))
     return _Batch(outcomes, commit)
 
 
@@ -173,7 +183,7 @@ def _named(command: Work) -> list[str]:
 def _append(tx: StateTx, events: Sequence[AnyEvent], commit: Commit) -> None:
     if not events:
         return
-    commit.head = record(tx, events)
+    commit.head = record(tx, events, commit.events)
     for event in events:
         commit.queues.add(event.queue)
         commit.event_types[type_of(event)] += 1
@@ -195,8 +205,10 @@ class Writer:
         new_id: Callable[[], str] = ids.new_message_id,
         new_receipt: Callable[[], str] = ids.new_receipt,
         max_batch: int = 512,
+        finished_kept_s: float = FINISHED_KEPT_S,
     ) -> None:
         self._store = store
+        self._finished_kept_s = finished_kept_s
         self._clock = clock
         self._new_id = new_id
         self._new_receipt = new_receipt
@@ -290,8 +302,11 @@ class Writer:
         commands = [item.work for item in batch]
         claims = [item.claim for item in batch]
         ctx = Context(now=self._now(), new_id=self._new_id, new_receipt=self._new_receipt)
+        kept_s = self._finished_kept_s
         try:
-            result = await self._store.transact(lambda tx: apply_batch(tx, commands, ctx, claims))
+            result = await self._store.transact(
+                lambda tx: apply_batch(tx, commands, ctx, claims, finished_kept_s=kept_s)
+            )
         except Exception as error:  # the whole transaction failed: nothing was written
             if len(batch) > 1 and not isinstance(error, StoreUnavailableError):
                 # Something other than a domain refusal or an unavailable store (a bug): the

@@ -2,10 +2,12 @@
 
 The tail follows the log from the head it found at start and hands every new event, in
 position order with no gap, to every subscriber. Each event is encoded as an SSE frame once,
-for all subscribers. It learns of new events from this process's commits and the head watcher
-(``Watermark``), and, with Redis configured, from ``cairn:events`` (``RedisFollower``): an entry
-that continues the tail is used as it is; one that skips ahead makes the tail read the missing
-positions from the store first. Redis only ever speeds the tail up; the store is the truth.
+for all subscribers. It takes the events this process commits as the writer hands them over
+(``offer``); it learns of other processes' from the head watcher (``Watermark``) and reads
+them from the store; and, with Redis configured, it follows ``cairn:events``
+(``RedisFollower``): an entry that continues the tail is used as it is; one that skips ahead
+makes the tail read the missing positions from the store first. Redis only ever speeds the
+tail up; the store is the truth.
 
 A subscriber's buffer is bounded. One that falls too far behind is cut off from the live
 stream (``Overflow``) rather than slowing the tail or anyone else; its feed then catches up from
@@ -125,6 +127,17 @@ class LogTail:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
+
+    def offer(self, events: list[StoredEvent]) -> None:
+        """Events this process just committed (on the event loop, right after the commit):
+        delivered at once when they continue the tail, which saves reading them back. Anything
+        else (the tail is reading the store, or another process committed in between) is left
+        to the head watcher, which reads the store."""
+        if not events or not self._subscribers or self._lock.locked():
+            return
+        if events[0].position != self.position + 1:
+            return
+        self._deliver([frame_of(stored) for stored in events])
 
     async def run(self) -> None:
         """Follow for ever. The starting position is the head watermark's at construction:

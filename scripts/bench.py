@@ -120,12 +120,19 @@ def baseline(workers: int, app: str = "scripts.baseline_app:app") -> Iterator[Se
 
 
 @contextlib.contextmanager
-def cairn(workers: int, *extra: str, database_url: str | None = None) -> Iterator[Server]:
+def cairn(
+    workers: int,
+    *extra: str,
+    database_url: str | None = None,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Server]:
     """``cairn serve`` on a fresh SQLite store, or on ``database_url`` (PostgreSQL; several
-    launches on one URL are the nodes of one broker)."""
+    launches on one URL are the nodes of one broker). ``settings``: ``CAIRN_*`` variables for
+    it (the caller's own are not passed on)."""
     directory = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
     database = directory / "bench.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    env.update(settings or {})
     args = [
         PYTHON,
         "-m",

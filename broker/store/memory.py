@@ -4,6 +4,7 @@ the unit, contract and model tests; nothing survives the process."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar, assert_never
 
@@ -12,7 +13,9 @@ import msgspec
 from broker.events import MessagePublished, StoredEvent
 from broker.ports import matches_types
 from broker.state import (
+    FINISHED,
     LIVE,
+    PRUNE_BATCH,
     Change,
     DedupEntry,
     GroupState,
@@ -207,14 +210,26 @@ class _MemoryTx:
             raise ValueError(f"event at {event.position}, but the next is {self.next_position}")
         self._store.events.append(event)
 
-    def prune(self, now: int) -> int:
+    def prune(self, now: int, finished_before: int) -> int:
         pruned = 0
         for table in (self._store.dedup, self._store.idempotency):
             stale = [key for key, entry in table.items() if entry.expires_at <= now]
             for key in stale:
                 self._set(table, key, _MISSING)
             pruned += len(stale)
-        return pruned
+        undone = {p.position for p in self._store.purges.values() if p.undone}
+        taken: Counter[tuple[int, int]] = Counter()
+        for message in list(self._store.messages.values()):
+            if message.status in FINISHED and message.visible_at <= finished_before:
+                batch = (message.queue_id, 0)
+            elif message.status == "purged" and message.purged_by in undone:
+                batch = (message.queue_id, message.purged_by)
+            else:
+                continue
+            if taken[batch] < PRUNE_BATCH:
+                taken[batch] += 1
+                self._set(self._store.messages, message.message_id, _MISSING)
+        return pruned + sum(taken.values())
 
     def apply(self, changes: Sequence[Change]) -> None:
         for change in changes:

@@ -13,6 +13,8 @@ from typing import Any, Final, Protocol, TypeVar
 
 from broker.events import MessagePublished, StoredEvent
 from broker.state import (
+    FINISHED,
+    PRUNE_BATCH,
     Change,
     DedupEntry,
     GroupState,
@@ -206,6 +208,16 @@ _DUE: Final = (
     ") AS found ORDER BY part, CASE WHEN part = 0 THEN visible_at ELSE published_at END, position"
 )
 
+
+_PRUNE_FINISHED: Final = (
+    "DELETE FROM broker_messages WHERE message_id IN (SELECT message_id FROM broker_messages"
+    " WHERE queue_id = ? AND status IN (" + ", ".join(f"'{s}'" for s in FINISHED) + ")"
+    " AND visible_at <= ? LIMIT ?)"
+)
+_PRUNE_UNDONE: Final = (
+    "DELETE FROM broker_messages WHERE message_id IN (SELECT message_id FROM broker_messages"
+    " WHERE queue_id = ? AND purged_by = ? AND status = 'purged' LIMIT ?)"
+)
 
 _PREFETCH: Final = 64
 """How many candidates the first receive of a queue in a batch reads."""
@@ -508,10 +520,22 @@ class SqlStateTx:
                     for key in [k for k in self._groups if k[0] == queue_id]:
                         self._groups[key] = None
 
-    def prune(self, now: int) -> int:
-        return self._conn.execute(
-            "DELETE FROM broker_dedup WHERE expires_at <= ?", [now]
-        ) + self._conn.execute("DELETE FROM broker_idempotency WHERE expires_at <= ?", [now])
+    def prune(self, now: int, finished_before: int) -> int:
+        pruned = self._conn.execute("DELETE FROM broker_dedup WHERE expires_at <= ?", [now])
+        pruned += self._conn.execute("DELETE FROM broker_idempotency WHERE expires_at <= ?", [now])
+        self._write_messages()  # a row finished in this batch must not come back at the flush
+        # Queue by queue, so each DELETE walks the (queue_id, status, visible_at) index; a
+        # statement without the queue would scan the table on PostgreSQL.
+        for (queue_id,) in self._conn.query("SELECT queue_id FROM broker_queues"):
+            pruned += self._conn.execute(_PRUNE_FINISHED, [queue_id, finished_before, PRUNE_BATCH])
+        for position, queue_id in self._conn.query(
+            "SELECT position, queue_id FROM broker_purges WHERE undone"
+        ):
+            pruned += self._conn.execute(_PRUNE_UNDONE, [queue_id, position, PRUNE_BATCH])
+        self._messages_read.clear()
+        self._candidates.clear()
+        self._made_ready.clear()
+        return pruned
 
     def flush(self) -> None:
         """Write what is still kept here; the adapter calls it once, just before COMMIT."""

@@ -138,3 +138,33 @@ async def test_a_feed_that_subscribes_during_a_catch_up_misses_nothing() -> None
         assert got == list(range(subscription.start + 1, last + 1))
     finally:
         running.cancel()
+
+
+async def test_this_process_commits_reach_feeds_without_a_read_and_others_from_the_store() -> None:
+    store = GatedStore()  # reads wait at the gate, closed: a read would hang the feed
+    head = Watermark(0)
+    tail = LogTail(store, head)
+    here = Writer(store)
+    here.on_commit(lambda commit: (tail.offer(commit.events), head.advance(commit.head)))
+    await here.start()
+    elsewhere = Writer(store)  # another process's writer: the tail hears only of its head
+    await elsewhere.start()
+    running = asyncio.create_task(tail.run())
+    try:
+        subscription = tail.subscribe(100)
+        mine = await _published(here, store, 3)
+        assert await asyncio.wait_for(_collect(subscription, mine), 5) == [1, 2, 3, 4]
+        assert not store.reading.is_set()
+        await elsewhere.execute(PublishMessages(queue="q", messages=(message(9),)))
+        await here.execute(PublishMessages(queue="q", messages=(message(10),)))
+        last = await store.head()
+        head.advance(last)
+        # Position 5 is not this process's: the offer of 6 cannot continue the tail, and the
+        # tail reads 5 and 6 from the store once the gate opens.
+        await asyncio.wait_for(store.reading.wait(), 5)
+        store.gate.set()
+        assert await asyncio.wait_for(_collect(subscription, last), 5) == [5, 6]
+    finally:
+        running.cancel()
+        await here.stop()
+        await elsewhere.stop()

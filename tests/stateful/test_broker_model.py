@@ -68,7 +68,7 @@ from broker.errors import (
 )
 from broker.events import MessageDeadLettered, MessageRedriven
 from broker.ports import EventStore
-from broker.state import to_us
+from broker.state import FINISHED, FINISHED_KEPT_S, MessageState, to_us
 from broker.store.memory import MemoryEventStore
 from broker.store.postgres import PostgresDatabase, PostgresEventStore
 from broker.store.sql import Database
@@ -121,6 +121,13 @@ class BrokerMachine(RuleBasedStateMachine):
         self.lease_batch: dict[str, int] = {}  # receipt -> which receive handed it out
         self.seen = 0  # the log positions already folded into the model
         self.past: dict[int, Past] = {}  # position -> what the model said right after it
+        # What the write side may forget (broker.state.FINISHED_KEPT_S): after which step the
+        # model saw each message finish, when its last lease ended, and the last full sweep
+        # (the step after which it ran, and its time).
+        self.steps = 0
+        self.finished_after: dict[str, int] = {}
+        self.lease_end_of: dict[str, int] = {}
+        self.swept: tuple[int, int] | None = None
 
     def make_store(self) -> EventStore:
         raise NotImplementedError
@@ -152,6 +159,39 @@ class BrokerMachine(RuleBasedStateMachine):
     @property
     def now(self) -> int:
         return to_us(self.clock.now)
+
+    def _finished(self, message: Message) -> bool:
+        if message.status in ("acked", "dead_lettered", "expired", "redriven"):
+            return True
+        return message.status == "purged" and any(
+            message in taken
+            for purge, (_, taken) in self.model.purges.items()
+            if purge in self.model.undone
+        )
+
+    def _note_finished(self) -> None:
+        """Called by every check that looks at the write side, after each step: a message
+        the model has seen finish is noted at the time it did (steps do not move the clock
+        but ``advance_clock``, which finishes nothing)."""
+        self.steps += 1
+        for message_id, message in self.model.messages.items():
+            if not self._finished(message):
+                self.finished_after.pop(message_id, None)  # (a purge undone brought it back)
+            elif message_id not in self.finished_after:
+                self.finished_after[message_id] = self.steps
+
+    def forgettable(self, message_id: str) -> bool:
+        """The write side may have forgotten the message: it finished before the last full
+        sweep, and its last lease (if any) ended at least FINISHED_KEPT_S before that sweep
+        (a purge undone: at once)."""
+        self._note_finished()
+        finished = self.finished_after.get(message_id)
+        if finished is None or self.swept is None or finished > self.swept[0]:
+            return False
+        message = self.model.messages[message_id]
+        if message.status == "purged":
+            return True
+        return self.lease_end_of.get(message_id, 0) + FINISHED_KEPT_S * 1_000_000 <= self.swept[1]
 
     def run(self, command: AnyCommand) -> Reply | Outcome:
         try:
@@ -290,6 +330,7 @@ class BrokerMachine(RuleBasedStateMachine):
             assert bytes(delivered.body) == message.body
             assert (delivered.priority, delivered.group_id) == (message.priority, message.group)
             self.lease_batch[delivered.receipt] = batch
+            self.lease_end_of[message.id] = to_us(delivered.visible_at)
             assert delivered.attributes == message.attributes
             assert delivered.receive_count == message.receive_count
             # Never two live leases: every earlier lease of this message has ended by now,
@@ -317,6 +358,8 @@ class BrokerMachine(RuleBasedStateMachine):
             return
         assert isinstance(got, AckReply)
         outcome = {"acked": "ok", "lease_lost": "lease_lost", "not_found": "not_found"}
+        if outcome[got.results[0][1]] == "not_found" and self.forgettable(message_id):
+            return  # pruned: the late ack is answered 404
         assert outcome[got.results[0][1]] == expected
         if expected == "ok":
             self.acked.add(message_id)
@@ -330,9 +373,12 @@ class BrokerMachine(RuleBasedStateMachine):
             NackMessage(queue=queue, message_id=message_id, receipt=receipt, delay_s=delay)
         )
         expected = self.model.nack(queue, message_id, receipt, delay, self.now)
+        if got == "not_found" and self.forgettable(message_id):
+            return
         assert (got if isinstance(got, str) else "ok") == expected
         if expected == "ok":
             self.lease_ends[receipt] = None
+            self.lease_end_of[message_id] = self.now  # a nack ends the lease now
 
     @precondition(lambda self: self.leases)
     @rule(data=st.data(), vt=SECONDS)
@@ -344,9 +390,12 @@ class BrokerMachine(RuleBasedStateMachine):
             )
         )
         expected = self.model.extend(queue, message_id, receipt, vt, self.now)
+        if got == "not_found" and self.forgettable(message_id):
+            return
         assert (got if isinstance(got, str) else "ok") == expected
         if isinstance(got, ExtendReply):
             self.lease_ends[receipt] = to_us(got.visible_at)
+            self.lease_end_of[message_id] = to_us(got.visible_at)
 
     @rule(seconds=st.sampled_from([1, 5, 10, 60, 120, 300]))
     def advance_clock(self, seconds: int) -> None:
@@ -354,8 +403,11 @@ class BrokerMachine(RuleBasedStateMachine):
 
     @rule()
     def sweep(self) -> None:
+        self._note_finished()  # what finished before the sweep, apart from what it finishes
         self.model.sweep(self.now)
         self.run(Sweep())
+        self._note_finished()
+        self.swept = (self.steps, self.now)
 
     @rule(name=NAMES)
     def purge(self, name: str) -> None:
@@ -397,16 +449,30 @@ class BrokerMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_message_has_the_models_status(self) -> None:
+        self._note_finished()
         ids = list(self.model.messages)
         states = self.loop.run(self.store.transact(lambda tx: [tx.message(i) for i in ids]))
         for message_id, state in zip(ids, states, strict=True):
             model: Message = self.model.messages[message_id]
-            assert state is not None, message_id
+            if state is None:  # pruned: only what the write side may forget
+                assert self.forgettable(message_id), message_id
+                continue
+            assert not self._overdue(state), message_id
             # "waiting": a group's message behind its head (the model works that out itself).
             status = "ready" if state.status == "waiting" else state.status
             assert (status, state.receive_count) == (model.status, model.receive_count), message_id
             if message_id in self.acked:
                 assert state.status == "acked"
+
+    def _overdue(self, state: MessageState) -> bool:
+        """A row the last full sweep should have pruned (it had fewer than a batch to do)."""
+        finished = self.finished_after.get(state.message_id)
+        if self.swept is None or finished is None or finished > self.swept[0]:
+            return False  # it finished since the last full sweep
+        if state.status == "purged":
+            return state.purged_by in self.model.undone
+        kept_until = state.visible_at + FINISHED_KEPT_S * 1_000_000
+        return state.status in FINISHED and kept_until <= self.swept[1]
 
     @invariant()
     def the_read_model_agrees_with_the_write_side(self) -> None:
@@ -424,8 +490,9 @@ class BrokerMachine(RuleBasedStateMachine):
             )
         )
         for message_id, state in zip(ids, written, strict=True):
-            assert state is not None
-            view = viewed[message_id]
+            view = viewed[message_id]  # the read models keep every message
+            if state is None:
+                continue
             assert (view.status, view.receive_count, view.visible_at) == (
                 "ready" if state.status == "waiting" else state.status,
                 state.receive_count,
@@ -439,8 +506,7 @@ class BrokerMachine(RuleBasedStateMachine):
         states = self.loop.run(self.store.transact(lambda tx: [tx.message(i) for i in ids]))
         receives: dict[tuple[int, str], set[int]] = {}
         for message_id, state in zip(ids, states, strict=True):
-            assert state is not None
-            if state.group_id is None or state.status != "leased":
+            if state is None or state.group_id is None or state.status != "leased":
                 continue
             receipt = self.model.messages[message_id].receipt
             assert receipt is not None
