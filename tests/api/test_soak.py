@@ -5,7 +5,11 @@ ack at 80% of the peak it measures, a dead-letter queue in use. The script does 
 p99); this test holds it to its exit status and its report.
 
 A one-minute run compares its first and last 15 s (a quarter of the run each), since a
-minute compared with itself would prove nothing."""
+minute compared with itself would prove nothing. Over 15 s windows on a shared 2-core machine
+the p99 check also measures the host: a burst of other work in the last window fails it (seen
+here: 380 -> 640 ms while the server got 47% of a core). So a run whose only failures are the
+p99 checks is run once more, and must pass then; every other check must pass the first time,
+and a real drift fails both runs."""
 
 from __future__ import annotations
 
@@ -16,10 +20,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+P99_CHECKS = ("p99 publish, last window / first", "p99 publish -> delivery, last window / first")
 
 
-@pytest.mark.slow
-def test_a_one_minute_soak_passes_every_check() -> None:
+def soak() -> tuple[int, str]:
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "soak.py"), "--minutes", "1", "--peak-s", "10"],
         cwd=ROOT,
@@ -27,8 +31,23 @@ def test_a_one_minute_soak_passes_every_check() -> None:
         text=True,
         timeout=900,
     )
-    report = run.stdout + run.stderr
-    assert run.returncode == 0, report
+    return run.returncode, run.stdout + run.stderr
+
+
+def failed_checks(report: str) -> set[str]:
+    return {
+        line.split("|")[1].strip()
+        for line in report.splitlines()
+        if line.startswith("|") and line.rstrip().endswith("| FAILED |")
+    }
+
+
+@pytest.mark.slow
+def test_a_one_minute_soak_passes_every_check() -> None:
+    status, report = soak()
+    if status != 0 and failed_checks(report) and failed_checks(report) <= set(P99_CHECKS):
+        status, report = soak()
+    assert status == 0, report
     assert report.rstrip().endswith("PASSED"), report
     for check in (
         "| errors | 0 [] | ok |",
@@ -36,7 +55,7 @@ def test_a_one_minute_soak_passes_every_check() -> None:
         "| every subscriber saw every event in order | 200 of 200 reached",
         "| RSS of server |",
         "| RSS of projector |",
-        "| p99 publish, last window / first |",
+        *(f"| {name} |" for name in P99_CHECKS),
     ):
         assert check in report, (check, report)
-    assert "FAILED" not in report, report
+    assert not failed_checks(report), report
