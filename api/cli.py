@@ -306,6 +306,27 @@ def projections(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except Exception as error:
+        if _Stop.requested and _stopped_by(error):
+            return 0
+        raise
+
+
+def _stopped_by(error: BaseException) -> bool:
+    """Whether ``error`` is the start-up SIGTERM's exit, wrapped on its way out: a SystemExit
+    raised inside a descriptor's ``__set_name__`` (while an import creates a class) comes out
+    as a RuntimeError caused by it."""
+    cause = error.__cause__
+    while cause is not None:
+        if isinstance(cause, SystemExit):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _Parser(prog="cairn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)

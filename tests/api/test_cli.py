@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -389,3 +390,33 @@ def test_a_store_on_a_full_disk_exits_with_one_line(tmp_path: Path) -> None:
         assert time.monotonic() - started < 20
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_sigterm_inside_a_class_being_created_still_exits_cleanly() -> None:
+    """Python wraps an exception raised in a descriptor's ``__set_name__`` in a RuntimeError;
+    a start-up SIGTERM landing there (an import creating a class, as a fresh clone's first run
+    once met in Tortoise) must still be a clean exit 0, not a traceback."""
+    program = textwrap.dedent(
+        """
+        import os, signal, sys
+        from api import cli
+
+        def command(args):
+            class Trap:
+                def __set_name__(self, owner, name):
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+            class Holder:
+                trap = Trap()
+
+            return 3
+
+        cli.token = command
+        sys.exit(cli.main(["token", "--sub", "ci", "--scope", "admin"]))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
