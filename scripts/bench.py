@@ -210,7 +210,7 @@ def wrk(
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "CAIRN_WRK_DIR": str(LUA), **(env or {})},
     )
     out = result.stdout
     requests = int(_found(r"(\d+) requests in", out))
