@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
-import structlog
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from api import logs, openapi, services
 from api.endpoints import Endpoint, routes
 from api.guard import Guard, RateLimiter
 from api.metrics import Metrics
-from api.middleware import RequestLog
-from api.problems import ApiError, from_broker
+from api.middleware import Gateway
 from api.routes import analytics, events, messages, ops, queues
 from api.settings import Settings, from_env
 from api.sqs import door as sqs_door
 from api.ui import dashboard
-from broker.errors import BrokerError
 from projections import redis_streams
-
-log = structlog.get_logger(component="cairn")
 
 ENDPOINTS: list[Endpoint] = [
     *queues.endpoints.items,
@@ -39,27 +31,16 @@ ENDPOINTS: list[Endpoint] = [
 ]
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return exc.response()
+class _App(Starlette):
+    """Starlette's routing, state and lifespan behind Cairn's one middleware
+    (``api.middleware.Gateway``), which replaces Starlette's own stack."""
 
+    def __init__(self, gateway: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        self._gateway = gateway
+        super().__init__(**kwargs)
 
-async def _broker_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BrokerError)
-    return from_broker(exc).response()
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    detail = {404: "no such endpoint", 405: f"{request.method} is not allowed here"}.get(
-        exc.status_code, str(exc.detail)
-    )
-    return ApiError(exc.status_code, detail, headers=dict(exc.headers or {})).response()
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled_error", path=request.url.path)
-    return ApiError(500, "an unexpected error occurred; it has been logged").response()
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._gateway(self.router)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -88,23 +69,14 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await services.stop(app.state.services)
 
-    exception_handlers: dict[Any, Any] = {
-        ApiError: _api_error,
-        BrokerError: _broker_error,
-        HTTPException: _http_error,
-        Exception: _unexpected,
-    }
-    app = Starlette(
+    guard = Guard(settings.authenticator(), limiter)
+    app = _App(
+        lambda router: Gateway(router, metrics, guard),
         routes=[
             *routes(ENDPOINTS),
             *sqs_door.ROUTES,
             *dashboard.routes(auth=settings.auth),
         ],
-        middleware=[
-            Middleware(RequestLog, metrics=metrics),
-            Middleware(Guard, authenticator=settings.authenticator(), limiter=limiter),
-        ],
-        exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
     app.state.limiter = limiter  # the SQS door draws on the same budgets (api/sqs/door.py)

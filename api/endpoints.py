@@ -10,6 +10,7 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from api import idempotency, tracing
 from api.auth import Action, Principal
@@ -92,19 +93,22 @@ def routes(endpoints: list[Endpoint]) -> list[Route]:
     by_path: dict[str, dict[str, Handler]] = {}
     for endpoint in endpoints:
         by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint.guarded()
-    built = []
-    for path, handlers in by_path.items():
-        if len(handlers) == 1:
-            [(method, handler)] = handlers.items()
-            built.append(Route(path, handler, methods=[method]))
-            continue
+    return [
+        Route(path, _Serve(handlers), methods=list(handlers)) for path, handlers in by_path.items()
+    ]
 
-        async def dispatch(request: Request, handlers: dict[str, Handler] = handlers) -> Response:
-            method = "GET" if request.method == "HEAD" else request.method
-            return await handlers[method](request)
 
-        built.append(Route(path, dispatch, methods=list(handlers)))
-    return built
+class _Serve:
+    """A path's handlers as the ASGI app its route calls. (Given a function, Starlette would
+    wrap it in an exception-handling layer of its own; errors are ``api.middleware``'s.)"""
+
+    def __init__(self, handlers: dict[str, Handler]) -> None:
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        response = await self.handlers[method](Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 def forbidden() -> ApiError:

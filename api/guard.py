@@ -1,6 +1,6 @@
-"""The gate every ``/v1`` request passes: who is calling (bearer token, or anonymous when
-authentication is off), and whether they are over their rate limit. Operational endpoints
-(health, readiness, metrics, the OpenAPI document) pass freely.
+"""The gate every ``/v1`` request passes (``api.middleware.Gateway`` asks it): who is calling
+(bearer token, or anonymous when authentication is off), and whether they are over their rate
+limit. Operational endpoints (health, readiness, metrics, the OpenAPI document) pass freely.
 
 Rate limits use the ``limits`` library's moving window, keyed by the token's subject (or the
 client's address without authentication, and for every request whose token was refused, so
@@ -20,7 +20,8 @@ import structlog
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Scope
 
 from api.auth import ANONYMOUS, Authenticator, AuthError, Principal
 from api.problems import ApiError
@@ -57,17 +58,16 @@ class RateLimiter:
 
 
 class Guard:
-    def __init__(
-        self, app: ASGIApp, authenticator: Authenticator | None, limiter: RateLimiter | None
-    ) -> None:
-        self.app = app
+    def __init__(self, authenticator: Authenticator | None, limiter: RateLimiter | None) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
-            await self.app(scope, receive, send)
-            return
+    async def admit(self, scope: Scope, answer: list[tuple[bytes, bytes]]) -> Response | None:
+        """Let a request in (its principal goes to ``scope["state"]``), or the refusal to
+        answer instead. The rate-limit fields go into ``answer``, the headers the request's
+        answer will carry whichever it is."""
+        if not scope["path"].startswith("/v1"):
+            return None
         principal: Principal | None = ANONYMOUS
         refusal: str | None = None
         if self.authenticator is not None:
@@ -79,42 +79,28 @@ class Guard:
                     principal = self.authenticator.authenticate(token)
                 except AuthError as error:
                     principal, refusal = None, str(error)
-        headers: dict[str, str] = {}
         if self.limiter is not None:
             key = f"sub:{principal.subject}" if principal and self.authenticator else _client(scope)
             try:
                 allowed, headers = await self.limiter.hit(key)
             except Exception as error:  # the limiter's store is down: fail open, say so
                 log.warning("rate_limiter_unavailable", error=str(error))
-                allowed = True
+                allowed, headers = True, {}
+            answer.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
             if not allowed:
-                await ApiError(
-                    429, f"rate limit of {self.limiter.item} exceeded", headers=headers
-                ).response()(scope, receive, send)
-                return
+                return ApiError(429, f"rate limit of {self.limiter.item} exceeded").response()
         if principal is None:
             log.info("token_refused", reason=refusal, path=scope["path"])
             # RFC 6750 §3.1: a request with no token at all gets no error code.
             challenge = "Bearer" if refusal == _NO_TOKEN else 'Bearer error="invalid_token"'
-            await ApiError(
+            return ApiError(
                 401,
                 "a valid bearer token is required",
-                headers={**headers, "WWW-Authenticate": challenge},
+                headers={"WWW-Authenticate": challenge},
                 slug="invalid-token",
-            ).response()(scope, receive, send)
-            return
+            ).response()
         scope.setdefault("state", {})["principal"] = principal
-        if not headers:
-            await self.app(scope, receive, send)
-            return
-        extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_limits)
+        return None
 
 
 def _token(scope: Scope) -> str | None:

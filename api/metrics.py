@@ -26,6 +26,7 @@ class Metrics:
         # not annotate this function.)
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         r = self.registry
         self.requests = Counter(
             "cairn_http_requests",
@@ -82,8 +83,18 @@ class Metrics:
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        # The labelled series, looked up once per (method, route, status): ``labels()`` takes
+        # a lock and builds a key each call. Bounded: routes are templates, methods the few
+        # HTTP defines (api/http.py answers any other 501), statuses the ones routes answer.
+        key = (method, route, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def observe_commit(self, commit: Commit) -> None:
         self.batch_size.observe(commit.commands)
