@@ -21,7 +21,7 @@ disk) and consumers that take up to 10 at a time.
 ``/messages/batch`` request; RabbitMQ: 10 publishes in flight on a channel, a publisher-confirm
 window of 10; PostgreSQL: one INSERT of 10 rows; Redis: one pipeline of 10 XADDs), and
 consumers acknowledge what they took in one call (Cairn: ``/ack`` of the batch; RabbitMQ:
-``basic.ack`` with ``multiple`` on the 10th, or on the last when no more arrive within 50 ms;
+``basic.ack`` with ``multiple`` once 10 are pending, or 50 ms after the first pending one;
 PostgreSQL and Redis already do).
 
 Usage: scripts/bench_peers.py [--messages 20000] [--only cairn,cairn-pg,rabbitmq,postgres,redis]
@@ -41,7 +41,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractIncomingMessage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -205,6 +208,49 @@ async def _drive_cairn(total: int, ports: list[int]) -> dict[str, float]:
             await client.close()
 
 
+class RabbitAcks:
+    """One RabbitMQ consumer's deliveries, acknowledged together: one ``basic.ack`` with
+    ``multiple`` once ``most`` are pending, or ``wait_s`` after the first pending one."""
+
+    most = 10  # the prefetch count: the broker sends no more before an ack, so a full window
+    wait_s = 0.05
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+        self.pending: list[AbstractIncomingMessage] = []
+        self.timer: asyncio.Task[None] | None = None
+        # An ack with ``multiple`` on an older tag after one on a newer tag names a tag the
+        # broker no longer holds, a channel error: acks leave in the order they were taken.
+        self.in_order = asyncio.Lock()
+
+    async def delivered(self, message: AbstractIncomingMessage) -> None:
+        # aiormq starts one task per delivery, in delivery order, and this runs before any
+        # await: pending is in delivery-tag order, its last one the highest.
+        self.tally.received([message.body])
+        self.pending.append(message)
+        if len(self.pending) >= self.most:
+            await self.ack_pending()
+        elif self.timer is None:
+            self.timer = asyncio.create_task(self.ack_later())
+
+    async def ack_later(self) -> None:
+        await asyncio.sleep(self.wait_s)
+        self.timer = None  # past its sleep: ack_pending must not cancel it mid-ack
+        await self.ack_pending()
+
+    async def ack_pending(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        # Taken before any await: what arrives during the ack waits for the next one.
+        taken, self.pending = self.pending, []
+        if not taken:
+            return
+        async with self.in_order:
+            await taken[-1].ack(multiple=True)  # this one and every earlier one unacked
+        self.tally.ack(len(taken))
+
+
 async def bench_rabbitmq(total: int) -> dict[str, float]:
     import aio_pika
 
@@ -248,27 +294,13 @@ async def bench_rabbitmq(total: int) -> dict[str, float]:
                         if tally.done.is_set():
                             break
                 return
-            held: list[Any] = []
-
-            async def ack_held() -> None:
-                await held[-1].ack(multiple=True)  # this one and every earlier one unacked
-                tally.ack(len(held))
-                held.clear()
-
-            async with mine.iterator() as messages:
-                while not tally.done.is_set():
-                    try:
-                        message = await asyncio.wait_for(messages.__anext__(), 0.05)
-                    except StopAsyncIteration:  # the connection closed: the run is over
-                        return
-                    except TimeoutError:
-                        if held:
-                            await ack_held()
-                        continue
-                    tally.received([message.body])
-                    held.append(message)
-                    if len(held) == BATCH[0]:
-                        await ack_held()
+            # A callback, not the iterator under a timeout: aio_pika's iterator treats a
+            # cancelled __anext__ as the end, so a 50 ms flush by asyncio.wait_for cancelled the
+            # consumer on the broker at its first idle gap and the run could hang.
+            acks = RabbitAcks(tally)
+            tag = await mine.consume(acks.delivered)
+            await tally.done.wait()
+            await mine.cancel(tag)
 
         return await drive(total, publish, consume)
     finally:
