@@ -36,6 +36,11 @@ class EventStore(Protocol):
     ``fn`` appends and every state change that follows from it commit together, durably, or
     not at all. ``fn`` is synchronous on purpose: a group-commit batch is decided and applied
     in one go, with no awaits inside, so an adapter can run it in one hop to its driver.
+
+    Transactions run one at a time, in the order ``transact`` was called: the writer hands
+    over the next while the last is still committing, and its decisions must see the last's
+    changes (every adapter here runs them on one connection and one thread, first come first
+    served; the in-memory one behind a lock, which is too).
     """
 
     async def open(self) -> None:
