@@ -19,9 +19,14 @@ def publish(queue: str, n: int) -> PublishMessages:
     return PublishMessages(queue=queue, messages=(message(n),))
 
 
-def gate_store(broker: Broker, gate: asyncio.Event, *, before: bool) -> None:
-    """Make the store's transactions wait for ``gate``: before they run (``before``), or
-    after they ran and before they answer (a commit that takes its time)."""
+async def gated(broker: Broker, *, before: bool) -> tuple[list[Commit], asyncio.Event]:
+    """A queue ``q``, the commits the writer reports, and a gate the store's transactions
+    wait for: before they run (``before``), or after they ran and before they answer (a
+    commit that takes its time)."""
+    await broker.create("q")
+    commits: list[Commit] = []
+    broker.writer.on_commit(commits.append)
+    gate = asyncio.Event()
     original: Callable[[Any], Awaitable[Any]] = broker.store.transact
 
     async def transact(fn: Any) -> Any:
@@ -33,16 +38,13 @@ def gate_store(broker: Broker, gate: asyncio.Event, *, before: bool) -> None:
         return result
 
     broker.store.transact = transact  # type: ignore[method-assign]
+    return commits, gate
 
 
 async def test_commands_arriving_while_a_transaction_waits_for_the_store_join_it(
     broker: Broker,
 ) -> None:
-    await broker.create("q")
-    commits: list[Commit] = []
-    broker.writer.on_commit(commits.append)
-    gate = asyncio.Event()
-    gate_store(broker, gate, before=True)
+    commits, gate = await gated(broker, before=True)
     first = asyncio.create_task(broker.run(publish("q", 1)))
     await asyncio.sleep(0)  # its transaction is handed over, and waits
     rest = [asyncio.create_task(broker.run(publish("q", n))) for n in (2, 3, 4)]
@@ -57,11 +59,7 @@ async def test_commands_arriving_while_a_transaction_waits_for_the_store_join_it
 async def test_the_next_transaction_is_handed_over_while_the_last_commits(
     broker: Broker,
 ) -> None:
-    await broker.create("q")
-    commits: list[Commit] = []
-    broker.writer.on_commit(commits.append)
-    gate = asyncio.Event()
-    gate_store(broker, gate, before=False)
+    commits, gate = await gated(broker, before=False)
     first = asyncio.create_task(broker.run(publish("q", 1)))
     for _ in range(3):  # the first transaction runs, and waits before it answers
         await asyncio.sleep(0)
