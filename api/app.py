@@ -1,4 +1,5 @@
-"""The Starlette application: routes, error handling, middleware and the broker's lifespan."""
+"""The Starlette application: routes, the one middleware (errors, auth, logs, metrics) and the
+broker's lifespan."""
 
 from __future__ import annotations
 
