@@ -71,7 +71,9 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A broker with authentication off (loopback only, as the contract allows)."""
+    """A broker with authentication off (loopback only, as the contract allows). The tests
+    sharing it create fewer queues than the overview shows on a page (100), so each queue a test
+    creates is on the first page; a test that needs more queues starts a broker of its own."""
     running = make_server(tmp_path_factory.mktemp("ui")).start()
     yield running
     running.stop()
