@@ -37,6 +37,11 @@ SCREENSHOTS: Final = Path(
 LIVE_MS: Final = 2000
 """API.md, "Dashboard": a change shows without reloading within 2 s."""
 
+ZONE: Final = "Asia/Kolkata"
+"""The browser's time zone in every test: not UTC, and half an hour off any whole-hour zone, so a
+page that showed a time in the browser's zone instead of UTC (as the dashboard promises, and
+says) would show it wrong."""
+
 VIEWPORTS: Final = {
     "desktop": {"width": 1280, "height": 800},
     "phone": {"width": 390, "height": 844},
@@ -66,7 +71,9 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A broker with authentication off (loopback only, as the contract allows)."""
+    """A broker with authentication off (loopback only, as the contract allows). The tests
+    sharing it create fewer queues than the overview shows on a page (100), so each queue a test
+    creates is on the first page; a test that needs more queues starts a broker of its own."""
     running = make_server(tmp_path_factory.mktemp("ui")).start()
     yield running
     running.stop()
@@ -150,7 +157,7 @@ def open_tab(
 ) -> Iterator[Dashboard]:
     """A fresh browser context on ``server``'s dashboard; on leaving, no unexpected errors
     may have reached its console."""
-    context = browser.new_context(viewport=VIEWPORTS[size], color_scheme="light")
+    context = browser.new_context(viewport=VIEWPORTS[size], color_scheme="light", timezone_id=ZONE)
     page = context.new_page()
     page.set_default_timeout(5000)
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as api:

@@ -49,6 +49,32 @@ def test_the_overview_shows_each_queue_as_the_api_does(ui: Dashboard) -> None:
     expect(page.get_by_role("row", name="views")).to_be_visible()
 
 
+@pytest.mark.parametrize("size", ["desktop", "phone"], indirect=True)
+def test_columns_off_to_the_side_on_a_phone_say_so(ui: Dashboard, size: str) -> None:
+    """A phone has room for the queue and its depths; the table's last two columns are off to
+    the right, and a visible line says so (and which), until the table is scrolled there."""
+    ui.create()
+    page = ui.open("/ui/")
+    hidden_columns = ("Oldest available", "Published / acked, 10 min")
+    hint = page.get_by_text("Scroll the table sideways")
+    table = page.locator(".scroll").filter(has=page.locator("table.queues"))
+    expect(page.locator("table.queues tbody tr").first).to_be_visible()
+    if size == "desktop":
+        expect(hint).to_be_hidden()
+        for column in hidden_columns:
+            expect(page.get_by_role("columnheader", name=column)).to_be_in_viewport()
+        return
+    expect(hint).to_be_visible()
+    expect(hint).to_contain_text("Oldest available")
+    expect(hint).to_contain_text("Published / acked")
+    for column in hidden_columns:
+        expect(page.get_by_role("columnheader", name=column)).not_to_be_in_viewport(ratio=0.9)
+    table.evaluate("el => el.scrollTo({ left: el.scrollWidth })")
+    for column in hidden_columns:
+        expect(page.get_by_role("columnheader", name=column)).to_be_in_viewport()
+    expect(hint).to_be_hidden()
+
+
 def test_a_new_queue_and_a_depth_change_show_within_two_seconds(ui: Dashboard) -> None:
     page = ui.open("/ui/")
     expect(page.get_by_text("Live", exact=True)).to_be_visible()

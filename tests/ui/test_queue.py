@@ -142,6 +142,12 @@ def test_a_queue_deleted_elsewhere_says_so_on_its_page(ui: Dashboard) -> None:
     expect(page.get_by_role("button", name="Purge")).to_have_count(0)
 
 
+def _seconds(value: float) -> str:
+    """A dwell time as the dashboard writes it: three significant digits, then " s"."""
+    rounded = float(f"{value:.3g}")
+    return f"{int(rounded) if rounded.is_integer() else rounded} s"
+
+
 def _nack(ui: Dashboard, queue: str, message: dict[str, Any], reason: str) -> None:
     answer = ui.api.post(
         f"/v1/queues/{queue}/messages/{message['id']}/nack",
@@ -174,7 +180,13 @@ def test_the_queue_page_charts_its_analytics_live(ui: Dashboard) -> None:
     expect(page.get_by_text("In this window:")).to_contain_text(
         "6 published, 2 acked, 4 nacked, 0 dead-lettered (60 s buckets)"
     )
-    expect(page.locator("figure .uplot")).to_have_count(2)  # counts, dwell percentiles
+    expect(page.locator("figure .uplot")).to_have_count(1)  # the counts
+    # Two acks, in one bucket: too few for a dwell chart, so their numbers are shown instead.
+    [acked] = [b for b in buckets if b["dwell_s"]]
+    dwell = page.locator("figure table.dwell tbody tr")
+    expect(dwell).to_have_count(1)
+    percentiles = [_seconds(acked["dwell_s"][key]) for key in ("p50", "p95", "p99", "max")]
+    expect(dwell.locator("td")).to_have_text(["2", *percentiles])
     top = page.locator("table.reasons tbody tr")
     expect(top).to_have_count(2)
     expect(top.nth(0)).to_have_text("timeout3")  # most frequent first
@@ -187,3 +199,50 @@ def test_the_queue_page_charts_its_analytics_live(ui: Dashboard) -> None:
     page.get_by_label("Window").select_option("15m")
     expect(page.get_by_text("In this window:")).to_contain_text("(10 s buckets)")
     expect(page.get_by_text("In this window:")).to_contain_text("7 published")
+
+
+DWELL_FIGURE = """async (acked) => {
+  const charts = await import("/ui/assets/charts.js");
+  const start = Date.parse("2026-12-07T10:00:00Z");
+  const buckets = Array.from({ length: 30 }, (_, i) => ({
+    start: new Date(start + i * 60_000).toISOString(), published: 1, acked: 0,
+    dwell_s: null, nack_reasons: [],
+  }));
+  for (const i of acked) {
+    buckets[i].acked = 1;
+    buckets[i].dwell_s = { p50: 0.5 + i, p95: 0.75 + i, p99: 0.9 + i, max: 1 + i };
+  }
+  const el = document.createElement("div");
+  el.className = "chart";
+  document.querySelector("main").append(el);
+  const figure = charts.dwell(el, buckets);
+  const drawn = {
+    chart: el.querySelectorAll(".uplot").length,
+    rows: el.querySelectorAll("table.dwell tbody tr").length,
+    text: el.innerText,
+  };
+  figure.destroy();
+  el.remove();
+  return drawn;
+}"""
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"], indirect=True)
+def test_the_dwell_figure_is_a_table_until_there_are_enough_acks_for_a_chart(
+    ui: Dashboard,
+) -> None:
+    """With one to three buckets holding acks a dwell chart is a dot or two at the edge of an
+    empty frame, its percentiles over each other: those buckets are a table of numbers instead;
+    from four on, a chart. (The page's own charts module, fed buckets of known shape.)"""
+    page = ui.open("/ui/")
+    expect(page.get_by_role("heading", name="Queues", level=1)).to_be_visible()
+    none = page.evaluate(DWELL_FIGURE, [])
+    assert none == {"chart": 0, "rows": 0, "text": "No message was acked in this window."}
+    for acked in ([29], [3, 17], [0, 1, 29]):
+        drawn = page.evaluate(DWELL_FIGURE, acked)
+        assert (drawn["chart"], drawn["rows"]) == (0, len(acked)), drawn
+        for i in acked:  # each bucket's start, in UTC, and its p50
+            assert f"2026-12-07 10:{i:02d}:00 UTC" in drawn["text"]
+            assert f"{0.5 + i} s" in drawn["text"]
+    drawn = page.evaluate(DWELL_FIGURE, [0, 10, 20, 29])
+    assert (drawn["chart"], drawn["rows"]) == (1, 0), drawn

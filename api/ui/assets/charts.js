@@ -1,4 +1,7 @@
-// Charts of a queue's analytics, drawn with the vendored uPlot (api/ui/vendor/uplot).
+// Charts of a queue's analytics, drawn with the vendored uPlot (api/ui/vendor/uplot). Times on
+// the axes and in the legends are UTC, as everywhere in the dashboard (dom.js, formatTime).
+
+import { formatTime, h } from "./dom.js";
 
 const COUNT_SERIES = [
   ["published", "Published", "#2563eb"],
@@ -16,6 +19,13 @@ const DWELL_SERIES = [
   ["p99", "p99", "#dc2626"],
 ];
 
+/**
+ * Up to this many buckets with acks, the dwell times are a table, not a chart: a chart of one to
+ * three points is a dot or two at the edge of an empty frame, its percentiles drawn over each
+ * other, its values only on hover.
+ */
+const FEW_DWELL_BUCKETS = 3;
+
 function times(buckets) {
   return buckets.map((b) => Date.parse(b.start) / 1000);
 }
@@ -29,7 +39,39 @@ function dwellData(buckets) {
 }
 
 function series(defs) {
-  return [{}, ...defs.map(([, label, stroke]) => ({ label, stroke, width: 1.5, spanGaps: false }))];
+  const time = { label: "Time", value: (u, ts) => (ts == null ? "—" : formatTime(new Date(ts * 1000), { ms: false })) };
+  return [time, ...defs.map(([, label, stroke]) => ({ label, stroke, width: 1.5, spanGaps: false }))];
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+
+/** The time axis's labels, in UTC: dates when the ticks are days apart, else the clock. */
+function timeLabels(u, splits, axis, space, increment) {
+  return splits.map((ts) => {
+    const d = new Date(ts * 1000);
+    if (increment >= 86400) return `${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+    const clock = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+    return increment < 60 ? `${clock}:${pad(d.getUTCSeconds())}` : clock;
+  });
+}
+
+/** What every analytics chart shares: UTC, and half a bucket of room at each end so the first
+ * and last points are not cut in half by the frame. */
+function timeOptions() {
+  return {
+    tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+    scales: {
+      x: {
+        time: true,
+        range: (u, min, max) => {
+          const xs = u.data[0];
+          const half = xs.length > 1 ? (xs[1] - xs[0]) / 2 : 30;
+          return [min - half, max + half];
+        },
+      },
+    },
+    axes: [{ values: timeLabels, label: "UTC", labelSize: 20, labelFont: "12px system-ui, sans-serif" }],
+  };
 }
 
 function sized(el, make) {
@@ -51,9 +93,10 @@ function sized(el, make) {
 
 /** A chart of the counts per bucket. */
 export function counts(el, buckets) {
+  const base = timeOptions();
   const chart = sized(el, (width) =>
     new window.uPlot(
-      { width, height: 220, series: series(COUNT_SERIES), scales: { x: { time: true } }, axes: [{}, { size: 50 }] },
+      { ...base, width, height: 220, series: series(COUNT_SERIES), axes: [...base.axes, { size: 50 }] },
       countsData(buckets),
       el,
     ),
@@ -61,25 +104,87 @@ export function counts(el, buckets) {
   return { update: (b) => chart.update(countsData(b)), destroy: chart.destroy };
 }
 
-/** A chart of the dwell-time percentiles per bucket (gaps where nothing was acked). */
-export function dwell(el, buckets) {
-  const chart = sized(el, (width) =>
+const seconds = (v) => (v == null ? "—" : `${+v.toPrecision(3)} s`);
+
+function dwellChart(el, buckets) {
+  const base = timeOptions();
+  return sized(el, (width) =>
     new window.uPlot(
       {
+        ...base,
         width,
         height: 220,
         // Points as well as lines: a bucket with acks between two without is a lone point.
         series: series(DWELL_SERIES).map((s, i) =>
-          i ? { ...s, points: { show: true, size: 5, fill: s.stroke }, value: (u, v) => (v == null ? "—" : `${v.toFixed(3)} s`) } : s,
+          i ? { ...s, points: { show: true, size: 6, fill: s.stroke }, value: (u, v) => seconds(v) } : s,
         ),
-        scales: { x: { time: true } },
-        axes: [{}, { size: 60, values: (u, vals) => vals.map((v) => `${+v.toPrecision(3)} s`) }],
+        // From zero, so that the height of a point says how long, not how far from the others.
+        scales: { ...base.scales, y: { range: (u, min, max) => window.uPlot.rangeNum(0, max > 0 ? max : 1, 0.1, true) } },
+        axes: [...base.axes, { size: 60, values: (u, vals) => vals.map(seconds) }],
       },
       dwellData(buckets),
       el,
     ),
   );
-  return { update: (b) => chart.update(dwellData(b)), destroy: chart.destroy };
+}
+
+function dwellTable(acked) {
+  return h(
+    "div",
+    { class: "scroll" },
+    h(
+      "table",
+      { class: "dwell" },
+      h("caption", {}, "Buckets with acks (too few for a chart)"),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          h("th", { scope: "col" }, "Bucket"),
+          ["Acked", "p50", "p95", "p99", "Max"].map((label) => h("th", { scope: "col", class: "num" }, label)),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        acked.map((b) =>
+          h(
+            "tr",
+            {},
+            h("th", { scope: "row", class: "when" }, h("time", { datetime: b.start }, formatTime(new Date(b.start), { ms: false }))),
+            h("td", { class: "num" }, String(b.acked ?? 0)),
+            ["p50", "p95", "p99", "max"].map((key) => h("td", { class: "num" }, seconds(b.dwell_s[key]))),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+/**
+ * The dwell-time percentiles per bucket (gaps where nothing was acked): a chart when there are
+ * enough buckets with acks to draw one, else a table of those few, else a line saying none.
+ */
+export function dwell(el, buckets) {
+  let chart = null;
+  function show(b) {
+    const acked = b.filter((x) => x.dwell_s);
+    if (acked.length > FEW_DWELL_BUCKETS) {
+      if (chart) return chart.update(dwellData(b));
+      el.classList.remove("few");
+      el.replaceChildren();
+      chart = dwellChart(el, b);
+      return;
+    }
+    if (chart) chart.destroy();
+    chart = null;
+    el.classList.add("few");
+    el.replaceChildren(acked.length ? dwellTable(acked) : h("p", { class: "empty" }, "No message was acked in this window."));
+  }
+  show(buckets);
+  return { update: show, destroy: () => chart && chart.destroy() };
 }
 
 /** A tiny line chart of published (blue) and acked (green) per bucket, no axes. */

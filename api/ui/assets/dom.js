@@ -48,20 +48,22 @@ export function messagePath(queue, id) {
   return `${queuePath(queue)}/messages/${encodeURIComponent(id)}`;
 }
 
-/** A <time> with the full timestamp as its title, shown as local time. */
+/** A <time> with the full timestamp as its title, shown in UTC and saying so. */
 export function time(iso) {
   if (!iso) return h("span", {}, "—");
-  const date = new Date(iso);
-  return h("time", { datetime: iso, title: iso }, formatTime(date));
+  return h("time", { datetime: iso, title: iso }, formatTime(new Date(iso)));
 }
 
-export function formatTime(date) {
+/**
+ * A moment as "2026-12-07 15:10:07.855 UTC". Every time the dashboard shows is in UTC, named:
+ * the API's times are UTC, so what a page shows matches what the API, the logs and a colleague
+ * in another zone see. `ms: false` leaves out the milliseconds (a bucket's start).
+ */
+export function formatTime(date, { ms = true } = {}) {
   const pad = (n, w = 2) => String(n).padStart(w, "0");
-  return (
-    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
-    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.` +
-    pad(date.getMilliseconds(), 3)
-  );
+  const day = `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}`;
+  const clock = `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}`;
+  return `${day} ${clock}${ms ? `.${pad(date.getUTCMilliseconds(), 3)}` : ""} UTC`;
 }
 
 /** Seconds as "0.4 s", "12 s", "3 min 4 s", "2 h 5 min", "3 d 4 h". */

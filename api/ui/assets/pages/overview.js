@@ -1,6 +1,8 @@
-// /ui/: every live queue the token may read, with its depths, the age of its oldest available
-// message and a sparkline of its publish and ack rates; the log head and each projection's
-// lag. Live: the whole-log feed says which queues changed, and only those are read again.
+// /ui/: the live queues the token may read, a page at a time and searchable by name prefix,
+// with their depths, the age of their oldest available message and a sparkline of their publish
+// and ack rates; the log head and each projection's lag. Live: the whole-log feed says which
+// queues changed, and only those on the page shown are read again (a broker may hold 100,000
+// queues: the page never reads more than one page of them).
 
 import * as api from "../api.js";
 import * as charts from "../charts.js";
@@ -11,6 +13,8 @@ const STRUCTURAL = new Set(["queue.created", "queue.deleted", "queue.restored"])
 const SPARK_WINDOW_S = 10 * 60;
 const SPARK_BUCKET_S = 10;
 const SPARK_EVERY_MS = 10_000;
+const PAGE = 100; // queues a page shows (`GET /v1/queues?limit=`)
+const SEARCH_WAIT_MS = 250; // typing pauses this long before the search runs
 
 export async function render(main, params, { scope, isCurrent }) {
   document.title = "Queues · Cairn";
@@ -21,37 +25,53 @@ export async function render(main, params, { scope, isCurrent }) {
   }
   const badge = liveBadge();
   const tbody = h("tbody");
-  const empty = h("p", { class: "empty", hidden: true }, "No queues yet.");
+  const empty = h("p", { class: "empty", hidden: true });
+  const search = h("input", { id: "queue-search", name: "prefix", type: "search", autocomplete: "off", spellcheck: "false", placeholder: "name starts with…" });
+  const searchForm = h(
+    "form",
+    { class: "control", role: "search", "aria-label": "Queues" },
+    h("label", { for: "queue-search" }, "Search queues"),
+    search,
+  );
+  const previous = h("button", { type: "button", disabled: true }, "Previous page");
+  const next = h("button", { type: "button", disabled: true }, "Next page");
+  const pageInfo = h("span", { class: "page-info" });
+  const pager = h("div", { class: "pager", hidden: true }, previous, pageInfo, next);
+  const table = h(
+    "div",
+    { class: "scroll" },
+    h(
+      "table",
+      { class: "queues" },
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          h("th", { scope: "col" }, "Queue"),
+          h("th", { scope: "col", class: "num" }, "Available"),
+          h("th", { scope: "col", class: "num" }, "In flight"),
+          h("th", { scope: "col", class: "num" }, "Delayed"),
+          h("th", { scope: "col", class: "num" }, "Oldest available"),
+          h("th", { scope: "col" }, "Published / acked, 10 min"),
+        ),
+      ),
+      tbody,
+    ),
+  );
+  // On a phone the last columns are off to the right: say so, until the table is scrolled there.
+  const more = h("p", { class: "hint more", hidden: true }, "Scroll the table sideways for Oldest available and Published / acked →");
   const headEl = h("strong", {}, "—");
   const projectionsBody = h("tbody");
   fill(
     main,
-    h("div", { class: "title" }, h("h1", {}, "Queues"), badge),
+    h("div", { class: "title" }, h("h1", {}, "Queues"), badge, searchForm),
     flashed,
-    h(
-      "div",
-      { class: "scroll" },
-      h(
-        "table",
-        { class: "queues" },
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            h("th", { scope: "col" }, "Queue"),
-            h("th", { scope: "col", class: "num" }, "Available"),
-            h("th", { scope: "col", class: "num" }, "In flight"),
-            h("th", { scope: "col", class: "num" }, "Delayed"),
-            h("th", { scope: "col", class: "num" }, "Oldest available"),
-            h("th", { scope: "col" }, "Published / acked, 10 min"),
-          ),
-        ),
-        tbody,
-      ),
-    ),
+    more,
+    table,
     empty,
+    pager,
     h(
       "section",
       { "aria-labelledby": "log-heading" },
@@ -80,9 +100,13 @@ export async function render(main, params, { scope, isCurrent }) {
     ),
   );
 
-  const rows = new Map(); // name -> {tr, cells, queue, fetchedAt, spark, sparkAt}
+  const rows = new Map(); // name -> {tr, cells, queue, fetchedAt, spark, sparkAt}: this page's
   let head = 0;
   let closed = false;
+  let prefix = "";
+  let cursors = [null]; // the `after` of each page seen so far; the last is this page's
+  let nextAfter = null; // where the next page starts, null when this is the last
+  let asked = 0; // the latest read of a page: an older answer that arrives late is dropped
 
   function showHead(position) {
     head = Math.max(head, position);
@@ -128,6 +152,37 @@ export async function render(main, params, { scope, isCurrent }) {
     return row;
   }
 
+  /** Whether a queue of that name belongs on the page shown (names in byte order; they are
+   * ASCII, so JavaScript's comparison is the same). */
+  function onThisPage(name) {
+    const after = cursors[cursors.length - 1];
+    return name.startsWith(prefix) && (after === null || name > after) && (nextAfter === null || name <= nextAfter);
+  }
+
+  function showMore() {
+    const hidden = table.scrollWidth - table.clientWidth;
+    more.hidden = !(hidden > 1 && table.scrollLeft < hidden - 1);
+  }
+
+  function showPage(answer) {
+    nextAfter = answer.next_after ?? null;
+    showAll(answer.queues);
+    previous.disabled = cursors.length === 1;
+    next.disabled = nextAfter === null;
+    pageInfo.textContent = `Page ${cursors.length}`;
+    pager.hidden = cursors.length === 1 && nextAfter === null; // one page: nothing to turn
+    empty.textContent = prefix ? `No queue's name starts with “${prefix}”.` : cursors.length > 1 ? "No more queues." : "No queues yet.";
+    showMore();
+  }
+
+  /** The page shown, read again as of `position` (at least). */
+  async function readPage(position) {
+    const mine = ++asked;
+    const after = cursors[cursors.length - 1];
+    const answer = await api.get(`/v1/queues${api.query({ limit: PAGE, after, prefix, min_position: position })}`);
+    if (mine === asked && !closed) showPage(answer);
+  }
+
   function showAll(queues) {
     const seen = new Set();
     for (const queue of queues) {
@@ -144,6 +199,7 @@ export async function render(main, params, { scope, isCurrent }) {
     }
     tbody.replaceChildren(...queues.map((q) => rows.get(q.name).tr));
     empty.hidden = queues.length > 0;
+    table.hidden = queues.length === 0;
     sparkAll(queues.map((q) => q.name));
   }
 
@@ -198,9 +254,8 @@ export async function render(main, params, { scope, isCurrent }) {
   try {
     start = await loadProjections();
     if (!isCurrent()) return null;
-    const answer = await api.get(`/v1/queues${api.query({ min_position: start })}`);
+    await readPage(start);
     if (!isCurrent()) return null;
-    showAll(answer.queues);
   } catch (error) {
     if (error.status !== 401 && isCurrent()) main.append(h("p", { class: "error", role: "alert" }, `Could not load the queues: ${error.message}`));
     return null;
@@ -217,11 +272,7 @@ export async function render(main, params, { scope, isCurrent }) {
     dirty.clear();
     structural = false;
     try {
-      if (all) {
-        const answer = await api.get(`/v1/queues${api.query({ min_position: position })}`);
-        if (!closed) showAll(answer.queues);
-        return;
-      }
+      if (all) return await readPage(position);
       await Promise.all(
         names.map(async (name) => {
           const queue = await api.get(`/v1/queues/${api.q(name)}${api.query({ min_position: position })}`);
@@ -240,6 +291,7 @@ export async function render(main, params, { scope, isCurrent }) {
 
   const refreshProjections = debounce(() => loadProjections().catch(() => {}), 500, 2000);
   const due = wakeups((name) => {
+    if (!rows.has(name)) return;
     dirty.add(name);
     refresh();
   });
@@ -250,13 +302,55 @@ export async function render(main, params, { scope, isCurrent }) {
     onEvent: (event) => {
       showHead(event.position);
       upTo = Math.max(upTo, event.position);
+      refreshProjections();
+      // Only what the page shows is read again: a change to a queue on another page, or one
+      // the search leaves out, costs nothing here.
+      const name = event.queue;
+      if (!name || !(rows.has(name) || (STRUCTURAL.has(event.type) && onThisPage(name)))) return;
       if (STRUCTURAL.has(event.type)) structural = true;
-      if (event.queue) dirty.add(event.queue);
+      dirty.add(name);
       due.note(event);
       refresh();
-      refreshProjections();
     },
   });
+
+  // Searching and paging: a user's move reads the page at once, as of the events seen so far.
+  function turn() {
+    refresh.cancel();
+    dirty.clear();
+    structural = false;
+    readPage(upTo).catch((error) => {
+      if (error.status === 401 || closed) return;
+      empty.textContent = `Could not load the queues: ${error.message}`;
+      empty.hidden = false;
+    });
+  }
+  const searchSoon = debounce(() => {
+    if (search.value.trim() === prefix) return;
+    prefix = search.value.trim();
+    cursors = [null];
+    turn();
+  }, SEARCH_WAIT_MS);
+  search.addEventListener("input", searchSoon);
+  searchForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    searchSoon.cancel();
+    prefix = search.value.trim();
+    cursors = [null];
+    turn();
+  });
+  next.addEventListener("click", () => {
+    if (nextAfter === null) return;
+    cursors.push(nextAfter);
+    turn();
+  });
+  previous.addEventListener("click", () => {
+    if (cursors.length > 1) cursors.pop();
+    turn();
+  });
+  table.addEventListener("scroll", showMore, { passive: true });
+  const resized = new ResizeObserver(showMore);
+  resized.observe(table);
 
   // The age of the oldest message grows by itself between events: advance it locally.
   const ticker = setInterval(() => {
@@ -268,6 +362,8 @@ export async function render(main, params, { scope, isCurrent }) {
     feed.close();
     refresh.cancel();
     refreshProjections.cancel();
+    searchSoon.cancel();
+    resized.disconnect();
     due.clear();
     clearInterval(ticker);
     for (const row of rows.values()) if (row.spark) row.spark.destroy();
