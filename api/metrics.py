@@ -16,6 +16,7 @@ from prometheus_client import (
 
 from broker.writer import Commit
 
+PATH: Final = "/metrics"
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 _BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -102,14 +103,15 @@ class Metrics:
             self.events.labels(type_).inc(count)
 
     def set_read_side(
-        self, head: int, positions: dict[str, int], depths: dict[str, dict[str, int]]
+        self, head: int, positions: dict[str, int], depths: dict[str, dict[str, int]] | None
     ) -> None:
+        """``depths``: per queue and state, or None for no per-queue series at all."""
         self.head.set(head)
         for name, position in positions.items():
             self.projection_position.labels(name).set(position)
             self.projection_lag.labels(name).set(max(0, head - position))
         self.depth.clear()
-        for queue, states in depths.items():
+        for queue, states in (depths or {}).items():
             for state, count in states.items():
                 self.depth.labels(queue, state).set(count)
 
