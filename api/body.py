@@ -11,6 +11,12 @@ import msgspec
 from starlette.requests import Request
 
 from api.problems import ApiError, FieldError
+from broker.commands import (
+    ATTRIBUTE_KEY_PATTERN,
+    GROUP_ID_PATTERN,
+    QUEUE_NAME_PATTERN,
+    QUEUE_NAME_RULE,
+)
 
 T = TypeVar("T")
 
@@ -21,6 +27,16 @@ _AT_PATH: Final = re.compile(
 _KEPT: Final = "cairn.body"
 _UNKNOWN_FIELD: Final = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
 _MISSING_FIELD: Final = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
+_IN_WORDS: Final = {
+    # msgspec says "Expected `str` matching regex '<the pattern, repr'd>'": a regex (with its
+    # backslashes doubled by repr, and again by JSON) is no answer for a person; say the rule.
+    f"Expected `str` matching regex {pattern!r}": f"Expected {words}"
+    for pattern, words in (
+        (QUEUE_NAME_PATTERN, f"a queue name ({QUEUE_NAME_RULE})"),
+        (ATTRIBUTE_KEY_PATTERN, "an attribute name (1 to 128 letters, digits, '_', '.', '-')"),
+        (GROUP_ID_PATTERN, "a group id (1 to 128 letters, digits, '_', '.', ':', '-')"),
+    )
+}
 
 
 def is_json(content_type: str | None) -> bool:
@@ -38,6 +54,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     kept: bytes | None = request.scope.get(_KEPT)
     if kept is not None:
         return kept
+    encoding = request.headers.get("content-encoding")
+    if encoding is not None:
+        # Cairn decodes none (a gzip body would be taken for JSON text and fail as such, or
+        # worse, be stored as sent): say so instead.
+        raise ApiError(
+            415, f"Content-Encoding {encoding!r} is not accepted: send the body unencoded"
+        )
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json(content_type):
         raise ApiError(415, f"Content-Type must be application/json, not {content_type!r}")
@@ -200,6 +223,7 @@ def validation_error(message: str, field_prefix: str) -> ApiError:
     match = _AT_PATH.match(message)
     assert match is not None
     text, path = match["text"], match["path"] or match["keypath"] or ""
+    text = _IN_WORDS.get(text, text)
     if match["keypath"] is not None:
         text = f"invalid key: {text}"
     path = path.lstrip(".")

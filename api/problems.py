@@ -1,4 +1,7 @@
-"""RFC 9457 problem details: the one shape of every 4xx/5xx answer."""
+"""RFC 9457 problem details: the one shape of every 4xx/5xx answer, and the one table from the
+domain's errors to statuses. One problem type per condition, whatever the route: a read that
+finds no queue raises the domain's ``QueueNotFoundError`` as a command would, so both are
+``…/queue-not-found``."""
 
 from __future__ import annotations
 
@@ -98,7 +101,9 @@ def from_broker(error: errors.BrokerError, *, entries: str | None = None) -> Api
     """``entries``: the request field that lists a batch's entries (``messages``), so that an
     entry's field is named as in the request, ``messages[7].attributes``; a single request's
     field is ``body.attributes``."""
-    status = _STATUS_OF.get(type(error), 500)
+    # By the nearest class the table names: an adapter's own kind of a domain error (the
+    # PostgreSQL store's CommitUnknownError is a StoreUnavailableError) answers as it does.
+    status = next((_STATUS_OF[c] for c in type(error).__mro__ if c in _STATUS_OF), 500)
     field_errors = None
     if error.field is not None:
         if error.field.startswith("header."):

@@ -106,6 +106,8 @@ class Settings(msgspec.Struct, kw_only=True):
     finished_kept_s: Annotated[float, Meta(ge=0)] = FINISHED_KEPT_S
     projection_coalesce_s: Annotated[float, Meta(ge=0)] = 0.01
     read_wait_s: PositiveSeconds = 5.0
+    body_idle_s: PositiveSeconds = 10.0
+    """How long a request body may stop arriving before the request is a 400 (``api/http.py``)."""
     sse_heartbeat_s: float = 15.0
     sse_retry_ms: int = 3000
     sse_buffer_events: Positive = 10_000
@@ -204,6 +206,7 @@ ENV_ONLY: Final = frozenset(
         "finished_kept_s",
         "projection_coalesce_s",
         "read_wait_s",
+        "body_idle_s",
         "sse_heartbeat_s",
         "sse_retry_ms",
         "sse_buffer_events",
@@ -213,6 +216,7 @@ ENV_ONLY: Final = frozenset(
 DURATIONS: Final[dict[str, Duration]] = {
     "sweep_interval_s": Duration(),
     "read_wait_s": Duration(),
+    "body_idle_s": Duration(),
     "sse_heartbeat_s": Duration(),
     "projection_coalesce_s": Duration(zero=True),  # 0: no waiting for more commits
     "finished_kept_s": Duration(zero=True),  # 0: forget a finished message at the next sweep
