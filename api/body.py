@@ -113,7 +113,7 @@ def _check_syntax(body: bytes) -> None:
 
 
 def _not_json(body: bytes, error: msgspec.DecodeError) -> ApiError:
-    return ApiError(400, f"the request body is not valid JSON: {_explain(body, error)}")
+    return ApiError(400, f"the request body is not valid JSON: {why_not_json(body, error)}")
 
 
 def check_utf8(data: bytes, what: str) -> None:
@@ -153,13 +153,19 @@ def _lone_surrogate(body: bytes) -> tuple[str, int] | None:
     return pending
 
 
-def _explain(body: bytes, error: msgspec.DecodeError) -> str:
-    """msgspec reports a lone surrogate escape (``"\\ud800"``) as "Input data was truncated";
-    say what is wrong instead: JSON text must be Unicode, and half a UTF-16 pair is not."""
+def why_not_json(body: bytes, error: msgspec.DecodeError) -> str:
+    """What is wrong with a body msgspec could not decode, for a person. msgspec reports a lone
+    surrogate escape (``"\\ud800"``) as "Input data was truncated" and bytes that are not UTF-8
+    without saying where; say what and where instead: JSON text must be Unicode, and half a
+    UTF-16 pair is not."""
     lone = _lone_surrogate(body)
     if lone is not None:
         escape, offset = lone
         return f"{escape} at byte {offset} is half a UTF-16 surrogate pair, not a character"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"byte 0x{body[bad.start]:02x} at offset {bad.start} is not UTF-8"
     return str(error)
 
 

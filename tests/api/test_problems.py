@@ -159,3 +159,30 @@ def test_the_sqs_door_says_a_bad_name_in_sqs_words(sqs: Any) -> None:
     assert error["Code"] == "InvalidParameterValue"
     assert error["Message"].startswith("Can only include alphanumeric characters, periods,")
     assert "regex" not in error["Message"] and "\\" not in error["Message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"QueueUrl": "q", "MessageBody": "\\ud800"}', "half a UTF-16 surrogate pair"),
+        (b'{"QueueUrl": "q", "MessageBody": "\\udc00 x"}', "half a UTF-16 surrogate pair"),
+        (b'{"QueueUrl": "q", "MessageBody": "\xff"}', "0xff at offset 34 is not UTF-8"),
+    ],
+)
+def test_the_sqs_door_says_what_is_wrong_with_a_body_that_is_not_unicode(
+    http: httpx.Client, body: bytes, says: str
+) -> None:
+    before = head(http)
+    answer = http.post(
+        "/",
+        content=body,
+        headers={
+            "content-type": "application/x-amz-json-1.0",
+            "x-amz-target": "AmazonSQS.SendMessage",
+        },
+    )
+    assert answer.status_code == 400
+    error = answer.json()
+    assert error["__type"] == "com.amazonaws.sqs#SerializationException"
+    assert says in error["message"] and "truncated" not in error["message"]
+    assert head(http) == before
