@@ -56,7 +56,11 @@ def _serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the broker")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8080)")
-    p.add_argument("--database-url", help="sqlite://RELATIVE or sqlite:///ABSOLUTE path")
+    p.add_argument(
+        "--database-url",
+        help="sqlite://RELATIVE or sqlite:///ABSOLUTE path (default sqlite://./data/cairn.db),"
+        " or postgresql://USER:PASSWORD@HOST:PORT/DB: every node on one database is one broker",
+    )
     p.add_argument("--redis-url", help="redis://host:port/db: fan events out via Redis Streams")
     p.add_argument("--redis-stream-maxlen", type=int, help="approximate stream length cap")
     p.add_argument("--workers", type=int, help="uvicorn worker processes (default 1)")
@@ -172,6 +176,7 @@ def serve(args: argparse.Namespace) -> int:
         args.projector = "process"
     settings = _settings(args)
     shown = describe(settings.database_url)
+    _check_port(settings.host, settings.port)  # before the store is touched: nothing migrated
 
     async def prepare() -> None:
         await runtime.check(settings)
@@ -210,6 +215,30 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         projector.stop()
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """``ConfigError`` unless this process could listen on ``host:port`` now, bound as uvicorn
+    binds (``SO_REUSEADDR``), so that a port in use is one line naming it instead of uvicorn's
+    exit 3 after start-up (and after the store was migrated). Another process may still take
+    the port in the moment between; uvicorn then refuses as before."""
+    import socket
+
+    from api.settings import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except socket.gaierror as error:
+            raise ConfigError(
+                f"--host {host}: not an address to listen on ({error.strerror})"
+            ) from None
+        except OSError as error:
+            raise ConfigError(
+                f"--port {port}: cannot listen on {host}:{port} ({error.strerror})"
+            ) from None
 
 
 class _Supervised:

@@ -91,6 +91,16 @@ def conninfo(url: str) -> str:
     return url
 
 
+def reason(error: BaseException, url: str) -> str:
+    """A driver error as one line that keeps the driver's reason ("Connection refused", "password
+    authentication failed ...") and never the password: libpq's messages span lines, indented
+    with tabs, and the cause is often not on the last one."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = "; ".join(lines) or type(error).__name__
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
 def describe(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
@@ -216,8 +226,7 @@ class PostgresDatabase:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except psycopg.Error as error:  # the adapter's boundary: no driver error gets past it
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            raise StoreUnavailableError(f"postgresql: {reason}") from error
+            raise StoreUnavailableError(f"postgresql: {reason(error, self.url)}") from error
 
     def _run(self, begin: str, fn: Callable[[PostgresConnection], T]) -> T:
         conn = self._connection()
@@ -433,8 +442,7 @@ async def check_reachable(url: str) -> None:
         async with conn:
             await conn.execute("SELECT 1")
     except psycopg.Error as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise StoreUnavailableError(f"cannot connect: {reason}") from None
+        raise StoreUnavailableError(f"cannot connect: {reason(error, url)}") from None
 
 
 @contextlib.asynccontextmanager
@@ -449,7 +457,9 @@ async def migration_lock(url: str) -> AsyncIterator[None]:
             conninfo(url), autocommit=True, connect_timeout=int(WAIT_S)
         )
     except psycopg.Error as error:
-        raise StoreUnavailableError(f"cannot connect to {describe(url)}: {error}") from None
+        raise StoreUnavailableError(
+            f"cannot connect to {describe(url)}: {reason(error, url)}"
+        ) from None
     async with conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (_key("migrations"),))
         yield
