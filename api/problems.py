@@ -102,8 +102,10 @@ def from_broker(error: errors.BrokerError, *, entries: str | None = None) -> Api
     entry's field is named as in the request, ``messages[7].attributes``; a single request's
     field is ``body.attributes``."""
     # By the nearest class the table names: an adapter's own kind of a domain error (the
-    # PostgreSQL store's CommitUnknownError is a StoreUnavailableError) answers as it does.
-    status = next((_STATUS_OF[c] for c in type(error).__mro__ if c in _STATUS_OF), 500)
+    # PostgreSQL store's CommitUnknownError is a StoreUnavailableError) answers as it does,
+    # with its problem type: one per condition in the table.
+    named = next((c for c in type(error).__mro__ if c in _STATUS_OF), type(error))
+    status = _STATUS_OF.get(named, 500)
     field_errors = None
     if error.field is not None:
         if error.field.startswith("header."):
@@ -113,6 +115,6 @@ def from_broker(error: errors.BrokerError, *, entries: str | None = None) -> Api
         else:
             where = f"body.{error.field}"
         field_errors = [FieldError(where, error.detail)]
-    slug = type(error).__name__.removesuffix("Error")
+    slug = named.__name__.removesuffix("Error")
     slug = "".join("-" + c.lower() if c.isupper() else c for c in slug).lstrip("-")
     return ApiError(status, error.detail, errors=field_errors, slug=slug)

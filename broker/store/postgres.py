@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import psycopg
 import structlog
 
-from broker.errors import StoreUnavailableError
+from broker.errors import StoreUnavailableError, StoreUnreachableError
 from broker.events import StoredEvent
 from broker.state import StateTx
 from broker.store import sql
@@ -145,7 +145,7 @@ class PostgresConnection:
         return self._conn.pipeline()
 
 
-class CommitUnknownError(StoreUnavailableError):
+class CommitUnknownError(StoreUnreachableError):
     """The connection was lost while COMMIT was under way: the command may or may not have
     been applied. A retry with the same idempotency key is safe either way."""
 
@@ -229,13 +229,18 @@ class PostgresDatabase:
             raise StoreUnavailableError(f"postgresql: {reason(error, self.url)}") from error
 
     def _run(self, begin: str, fn: Callable[[PostgresConnection], T]) -> T:
-        conn = self._connection()
-        conn.execute(begin)
         try:
+            conn = self._connection()
+        except psycopg.OperationalError as error:
+            raise StoreUnreachableError(f"postgresql: {reason(error, self.url)}") from error
+        try:
+            conn.execute(begin)
             result = fn(PostgresConnection(conn))
-        except BaseException:
+        except BaseException as error:
             with contextlib.suppress(psycopg.Error):
                 conn.execute("ROLLBACK")
+            if isinstance(error, psycopg.OperationalError) and conn.broken:  # it went away
+                raise StoreUnreachableError(f"postgresql: {reason(error, self.url)}") from error
             raise
         try:
             conn.execute("COMMIT")
