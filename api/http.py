@@ -67,6 +67,7 @@ class CairnHttpProtocol(HttpToolsProtocol):
     """Requests whose request line parsed in the data being fed now."""
     _url_seen = False
     _body_timer: TimerHandle | None = None
+    _body_seen_at = 0.0
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -100,21 +101,13 @@ class CairnHttpProtocol(HttpToolsProtocol):
                 self._refusal = (400, f"the URL is not UTF-8 once percent-decoded ({error.reason})")
                 raise _Refused from None
         super().on_headers_complete()
-        self._wait_for_body()
-
-    def on_body(self, body: bytes) -> None:
-        super().on_body(body)
-        self._wait_for_body()
-
-    def on_message_complete(self) -> None:
-        self._stop_waiting_for_body()
-        super().on_message_complete()
 
     def _wait_for_body(self) -> None:
-        """(Re)start the clock on the body: a request without one completes at once, in the
-        same feed, and stops it again."""
-        self._stop_waiting_for_body()
-        self._body_timer = self.loop.call_later(body_idle_s(), self._body_stalled)
+        """Data came and the body is not complete: note when, and make sure a clock runs. (A
+        request that arrives whole, the common case, never starts one.)"""
+        self._body_seen_at = self.loop.time()
+        if self._body_timer is None:
+            self._body_timer = self.loop.call_later(body_idle_s(), self._body_stalled)
 
     def _stop_waiting_for_body(self) -> None:
         if self._body_timer is not None:
@@ -128,7 +121,12 @@ class CairnHttpProtocol(HttpToolsProtocol):
 
     def _body_stalled(self) -> None:
         self._body_timer = None
-        if self._body_unfinished():
+        if not self._body_unfinished():
+            return
+        idle = self.loop.time() - self._body_seen_at
+        if idle < body_idle_s():  # more came meanwhile: wait out the rest
+            self._body_timer = self.loop.call_later(body_idle_s() - idle, self._body_stalled)
+        else:
             self._answer(
                 400,
                 "the request body is shorter than its Content-Length: nothing more arrived"
@@ -162,6 +160,9 @@ class CairnHttpProtocol(HttpToolsProtocol):
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
+        else:
+            if self._body_unfinished():
+                self._wait_for_body()
 
     def _refuse(self, running: set[asyncio.Task[None]], status: int, detail: str) -> None:
         """Answer a framing error. A request that completed in these same bytes (a body
