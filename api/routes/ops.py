@@ -49,8 +49,8 @@ async def metrics(request: Request) -> Response:
     head = await s.store.head()
     per_queue = not s.settings.no_metrics_per_queue
     depths = await queries.queue_depths(s.views, now_us()) if per_queue else None
-    s.metrics.set_read_side(head, await s.projections(), depths)
-    return Response(s.metrics.render(), media_type=metrics_module.CONTENT_TYPE)
+    s.metrics.set_read_side(head, await s.projections())
+    return Response(s.metrics.render(depths), media_type=metrics_module.CONTENT_TYPE)
 
 
 @endpoints.add("GET", "/openapi.json", "This document", responses={200: None})
