@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Server, make_server, problem
+from tests.api.v11 import head, new_queue, publish, stats
 
 
 def exchange(server: Server, data: bytes, *, close_writing: bool = False) -> bytes:
@@ -66,6 +67,19 @@ def test_a_body_longer_than_its_content_length_is_400_and_writes_nothing(
     answer = exchange(server, post("/v1/queues", body + b'{"more": 1}', len(body)))
     bad_request(answer, "Content-Length")
     problem(http.get(f"/v1/queues/{name}"), 404)
+
+
+def test_a_complete_command_followed_by_stray_bytes_is_400_and_does_nothing(
+    server: Server, http: httpx.Client
+) -> None:
+    queue = new_queue(http)
+    publish(http, queue)
+    before = head(http)
+    for method, path in (("POST", f"/v1/queues/{queue}/purge"), ("DELETE", f"/v1/queues/{queue}")):
+        request = f"{method} {path} HTTP/1.1\r\nHost: cairn\r\nContent-Length: 0\r\n\r\n"
+        bad_request(exchange(server, request.encode() + b"zzz"), "Content-Length")
+    assert head(http) == before  # neither the purge nor the delete happened
+    assert stats(http, queue)["available"] == 1
 
 
 def test_a_body_shorter_than_its_content_length_then_closed_is_400(
