@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await services.stop(app.state.services)
 
-    guard = Guard(settings.authenticator(), limiter)
+    guard = Guard(settings.authenticator(), limiter, metrics_public=settings.metrics_public)
     app = _App(
         lambda router: Gateway(router, metrics, guard),
         routes=[

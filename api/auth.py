@@ -7,8 +7,10 @@ carry ``exp`` and ``sub``; be within ``nbf``/``exp`` (with a few seconds of leew
 ``aud`` and ``iss`` when configured. Which check failed is logged, never told to the client.
 
 What it may do comes from its space-separated ``scope`` claim: ``admin``, ``queues:manage``,
-``events:read``, and ``publish:``, ``consume:``, ``read:`` each followed by a queue-name glob
-in which ``*`` matches any run of characters (``publish:orders.*``).
+``events:read``, ``metrics`` (``GET /metrics``), and ``publish:``, ``consume:``, ``read:`` each
+followed by a queue-name glob in which ``*`` matches any run of characters
+(``publish:orders.*``). Words of other grammars are ignored (a token may carry scopes meant for
+other services), but ``cairn token`` refuses them: there they are typos.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 log = structlog.get_logger(component="cairn.auth")
 
-Action = Literal["manage", "publish", "consume", "read", "log", "any"]
+Action = Literal["manage", "publish", "consume", "read", "log", "metrics", "any"]
 LEEWAY_S: Final = 5
 _NUMERIC_DATES: Final = ("exp", "nbf", "iat")
 MIN_SECRET_BYTES: Final = 32
+SCOPE_WORDS: Final = ("admin", "queues:manage", "events:read", "metrics")
+SCOPE_GLOBS: Final = ("publish", "consume", "read")
 
 
 class AuthError(Exception):
@@ -39,6 +43,16 @@ class AuthError(Exception):
 
 class KeyConfigError(ValueError):
     """The configured key cannot be used (a configuration error)."""
+
+
+def unknown_scopes(scope: str) -> list[str]:
+    """The words of ``scope`` that are not Cairn scopes."""
+    return [
+        word
+        for word in scope.split()
+        if word not in SCOPE_WORDS
+        and not (word.partition(":")[0] in SCOPE_GLOBS and word.partition(":")[2])
+    ]
 
 
 def glob_pattern(glob: str) -> re.Pattern[str]:
@@ -53,12 +67,13 @@ class Principal:
     admin: bool = False
     manage: bool = False
     events: bool = False
+    metrics: bool = False
     globs: dict[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
 
     @classmethod
     def from_scope(cls, subject: str, scope: str, expires_at: float | None) -> Principal:
         tokens = scope.split()
-        globs: dict[str, list[re.Pattern[str]]] = {"publish": [], "consume": [], "read": []}
+        globs: dict[str, list[re.Pattern[str]]] = {action: [] for action in SCOPE_GLOBS}
         for token in tokens:
             action, _, glob = token.partition(":")
             if action in globs and glob:
@@ -69,6 +84,7 @@ class Principal:
             admin="admin" in tokens,
             manage="queues:manage" in tokens,
             events="events:read" in tokens,
+            metrics="metrics" in tokens,
             globs={action: tuple(patterns) for action, patterns in globs.items()},
         )
 
@@ -89,6 +105,8 @@ class Principal:
         match action:
             case "manage":
                 return self.manage
+            case "metrics":
+                return self.metrics
             case "log":  # the log: all of it, or the queues it may read (filtered)
                 if queue is not None:
                     return self.can_read(queue)

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from broker.errors import StoreUnavailableError
-from broker.store.sqlite import StoreLock
+from broker.store.sqlite import StoreLock, check_new_file
 from projections.models import views_file
 
 
@@ -53,9 +53,13 @@ def backup(store: str, target: str) -> int:
     log position the copy holds."""
     if not Path(store).exists():
         raise BackupError(f"no store at {store}")
-    if Path(target).exists():
-        raise BackupError(f"{target} exists already: pick a new name")
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        check_new_file(target)
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    except StoreUnavailableError as error:
+        raise BackupError(f"cannot write a backup to {target}: {error.detail}") from None
+    except OSError as error:
+        raise BackupError(f"cannot write a backup to {target}: {error.strerror}") from None
     lock = StoreLock(store)
     try:
         lock.share()  # a restore must not replace the files while they are copied
@@ -64,6 +68,8 @@ def backup(store: str, target: str) -> int:
         _copy(store, target)
     except StoreUnavailableError as error:
         raise BackupError(f"cannot back up {store}: {error.detail}") from None
+    except sqlite3.Error as error:  # the target's device filled up, or went away, meanwhile
+        raise BackupError(f"cannot write a backup to {target}: {error}") from None
     finally:
         lock.release()
     return _log_head(target)

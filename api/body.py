@@ -11,6 +11,12 @@ import msgspec
 from starlette.requests import Request
 
 from api.problems import ApiError, FieldError
+from broker.commands import (
+    ATTRIBUTE_KEY_PATTERN,
+    GROUP_ID_PATTERN,
+    QUEUE_NAME_PATTERN,
+    QUEUE_NAME_RULE,
+)
 
 T = TypeVar("T")
 
@@ -21,6 +27,16 @@ _AT_PATH: Final = re.compile(
 _KEPT: Final = "cairn.body"
 _UNKNOWN_FIELD: Final = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
 _MISSING_FIELD: Final = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
+_IN_WORDS: Final = {
+    # msgspec says "Expected `str` matching regex '<the pattern, repr'd>'": a regex (with its
+    # backslashes doubled by repr, and again by JSON) is no answer for a person; say the rule.
+    f"Expected `str` matching regex {pattern!r}": f"Expected {words}"
+    for pattern, words in (
+        (QUEUE_NAME_PATTERN, f"a queue name ({QUEUE_NAME_RULE})"),
+        (ATTRIBUTE_KEY_PATTERN, "an attribute name (1 to 128 letters, digits, '_', '.', '-')"),
+        (GROUP_ID_PATTERN, "a group id (1 to 128 letters, digits, '_', '.', ':', '-')"),
+    )
+}
 
 
 def is_json(content_type: str | None) -> bool:
@@ -38,6 +54,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     kept: bytes | None = request.scope.get(_KEPT)
     if kept is not None:
         return kept
+    encoding = request.headers.get("content-encoding")
+    if encoding is not None:
+        # Cairn decodes none (a gzip body would be taken for JSON text and fail as such, or
+        # worse, be stored as sent): say so instead.
+        raise ApiError(
+            415, f"Content-Encoding {encoding!r} is not accepted: send the body unencoded"
+        )
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json(content_type):
         raise ApiError(415, f"Content-Type must be application/json, not {content_type!r}")
@@ -90,7 +113,7 @@ def _check_syntax(body: bytes) -> None:
 
 
 def _not_json(body: bytes, error: msgspec.DecodeError) -> ApiError:
-    return ApiError(400, f"the request body is not valid JSON: {_explain(body, error)}")
+    return ApiError(400, f"the request body is not valid JSON: {why_not_json(body, error)}")
 
 
 def check_utf8(data: bytes, what: str) -> None:
@@ -130,13 +153,19 @@ def _lone_surrogate(body: bytes) -> tuple[str, int] | None:
     return pending
 
 
-def _explain(body: bytes, error: msgspec.DecodeError) -> str:
-    """msgspec reports a lone surrogate escape (``"\\ud800"``) as "Input data was truncated";
-    say what is wrong instead: JSON text must be Unicode, and half a UTF-16 pair is not."""
+def why_not_json(body: bytes, error: msgspec.DecodeError) -> str:
+    """What is wrong with a body msgspec could not decode, for a person. msgspec reports a lone
+    surrogate escape (``"\\ud800"``) as "Input data was truncated" and bytes that are not UTF-8
+    without saying where; say what and where instead: JSON text must be Unicode, and half a
+    UTF-16 pair is not."""
     lone = _lone_surrogate(body)
     if lone is not None:
         escape, offset = lone
         return f"{escape} at byte {offset} is half a UTF-16 surrogate pair, not a character"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"byte 0x{body[bad.start]:02x} at offset {bad.start} is not UTF-8"
     return str(error)
 
 
@@ -200,6 +229,7 @@ def validation_error(message: str, field_prefix: str) -> ApiError:
     match = _AT_PATH.match(message)
     assert match is not None
     text, path = match["text"], match["path"] or match["keypath"] or ""
+    text = _IN_WORDS.get(text, text)
     if match["keypath"] is not None:
         text = f"invalid key: {text}"
     path = path.lstrip(".")

@@ -28,6 +28,7 @@ signal.signal(signal.SIGTERM, _Stop.handle)
 
 import argparse
 import asyncio
+import math
 import os
 import sqlite3
 import subprocess
@@ -55,7 +56,11 @@ def _serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the broker")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8080)")
-    p.add_argument("--database-url", help="sqlite://RELATIVE or sqlite:///ABSOLUTE path")
+    p.add_argument(
+        "--database-url",
+        help="sqlite://RELATIVE or sqlite:///ABSOLUTE path (default sqlite://./data/cairn.db),"
+        " or postgresql://USER:PASSWORD@HOST:PORT/DB: every node on one database is one broker",
+    )
     p.add_argument("--redis-url", help="redis://host:port/db: fan events out via Redis Streams")
     p.add_argument("--redis-stream-maxlen", type=int, help="approximate stream length cap")
     p.add_argument("--workers", type=int, help="uvicorn worker processes (default 1)")
@@ -68,6 +73,19 @@ def _serve_parser(sub: Any) -> None:
         action="store_const",
         const=True,
         help="listen on a non-loopback address without authentication (dangerous)",
+    )
+    p.add_argument(
+        "--metrics-public",
+        action="store_const",
+        const=True,
+        help="serve /metrics without a token while auth is on (by default it needs the"
+        " scope metrics or admin)",
+    )
+    p.add_argument(
+        "--no-metrics-per-queue",
+        action="store_const",
+        const=True,
+        help="/metrics shows broker-wide series only, no per-queue depth (very many queues)",
     )
     p.add_argument("--rate-limit", help='per client, e.g. "100/second"')
     p.add_argument("--sqs-account-id", help="account id in SQS queue URLs (default 000000000000)")
@@ -115,8 +133,15 @@ def _backup_parsers(sub: Any) -> None:
 def _token_parser(sub: Any) -> None:
     p = sub.add_parser("token", help="mint a token signed with the configured secret (dev/tests)")
     p.add_argument("--sub", required=True, help="the subject (who the token is for)")
-    p.add_argument("--scope", required=True, help='e.g. "publish:orders.* consume:orders.*"')
-    p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    p.add_argument(
+        "--scope",
+        required=True,
+        help="space-separated: admin, queues:manage, events:read, metrics, publish:<glob>,"
+        ' consume:<glob>, read:<glob> (e.g. "publish:orders.* consume:orders.*")',
+    )
+    p.add_argument(
+        "--ttl", default="3600", help="how long until it expires: seconds, or 90s, 15m, 1.5h, 30d"
+    )
     p.add_argument("--jwt-secret", help="as for serve (or CAIRN_JWT_SECRET)")
     p.add_argument("--jwt-audience", help="aud claim (or CAIRN_JWT_AUDIENCE)")
     p.add_argument("--jwt-issuer", help="iss claim (or CAIRN_JWT_ISSUER)")
@@ -151,6 +176,7 @@ def serve(args: argparse.Namespace) -> int:
         args.projector = "process"
     settings = _settings(args)
     shown = describe(settings.database_url)
+    _check_port(settings.host, settings.port)  # before the store is touched: nothing migrated
 
     async def prepare() -> None:
         await runtime.check(settings)
@@ -189,6 +215,30 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         projector.stop()
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """``ConfigError`` unless this process could listen on ``host:port`` now, bound as uvicorn
+    binds (``SO_REUSEADDR``), so that a port in use is one line naming it instead of uvicorn's
+    exit 3 after start-up (and after the store was migrated). Another process may still take
+    the port in the moment between; uvicorn then refuses as before."""
+    import socket
+
+    from api.settings import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except socket.gaierror as error:
+            raise ConfigError(
+                f"--host {host}: not an address to listen on ({error.strerror})"
+            ) from None
+        except OSError as error:
+            raise ConfigError(
+                f"--port {port}: cannot listen on {host}:{port} ({error.strerror})"
+            ) from None
 
 
 class _Supervised:
@@ -257,21 +307,26 @@ def backup_or_restore(args: argparse.Namespace) -> int:
 
 
 def token(args: argparse.Namespace) -> int:
-    from api.auth import mint
+    from api.auth import SCOPE_GLOBS, SCOPE_WORDS, mint, unknown_scopes
+    from api.settings import parse_duration
 
     settings = _settings(args)
     if settings.jwt_secret is None:
         return _fail("cairn token needs --jwt-secret (or CAIRN_JWT_SECRET) to sign with")
-    if args.ttl <= 0:
-        return _fail("--ttl must be a positive number of seconds")
+    ttl = parse_duration(args.ttl, "--ttl")
+    assert ttl is not None  # no forever: a token must expire
     if not args.sub.strip():
         return _fail("--sub must name someone: the server refuses a token without a subject")
+    unknown = unknown_scopes(args.scope)
+    if unknown:
+        words = ", ".join([*SCOPE_WORDS, *(f"{action}:<glob>" for action in SCOPE_GLOBS)])
+        return _fail(f"--scope: {unknown[0]!r} is not a scope (scopes: {words})")
     print(
         mint(
             settings.jwt_secret,
             args.sub,
             args.scope,
-            args.ttl,
+            math.ceil(ttl),
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
         )

@@ -1,6 +1,8 @@
 """The gate every ``/v1`` request passes (``api.middleware.Gateway`` asks it): who is calling
 (bearer token, or anonymous when authentication is off), and whether they are over their rate
-limit. Operational endpoints (health, readiness, metrics, the OpenAPI document) pass freely.
+limit. ``/metrics`` passes it too while authentication is on (its series name every queue),
+unless ``--metrics-public`` opens it as v1 had it. The other operational endpoints (health,
+readiness, the OpenAPI document) pass freely: they name no queue.
 
 Rate limits use the ``limits`` library's moving window, keyed by the token's subject (or the
 client's address without authentication, and for every request whose token was refused, so
@@ -24,6 +26,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from api.auth import ANONYMOUS, Authenticator, AuthError, Principal
+from api.metrics import PATH as METRICS_PATH
 from api.problems import ApiError
 
 log = structlog.get_logger(component="cairn.guard")
@@ -58,15 +61,26 @@ class RateLimiter:
 
 
 class Guard:
-    def __init__(self, authenticator: Authenticator | None, limiter: RateLimiter | None) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator | None,
+        limiter: RateLimiter | None,
+        *,
+        metrics_public: bool = False,
+    ) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
+        self.metrics_open = authenticator is None or metrics_public
 
     async def admit(self, scope: Scope, answer: list[tuple[bytes, bytes]]) -> Response | None:
         """Let a request in (its principal goes to ``scope["state"]``), or the refusal to
         answer instead. The rate-limit fields go into ``answer``, the headers the request's
         answer will carry whichever it is."""
-        if not scope["path"].startswith("/v1"):
+        path = scope["path"]
+        if path == METRICS_PATH and self.metrics_open:
+            scope.setdefault("state", {})["principal"] = ANONYMOUS  # anyone may scrape
+            return None
+        if not path.startswith("/v1") and path != METRICS_PATH:
             return None
         principal: Principal | None = ANONYMOUS
         refusal: str | None = None

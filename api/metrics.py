@@ -1,8 +1,10 @@
 """Prometheus metrics. One registry per app (not the global one), so two apps in one process
-never share counters. Gauges that describe the read side are refreshed at scrape time."""
+never share counters. Gauges that describe the read side are refreshed at scrape time, and only
+then: nothing is spent on them, per queue or otherwise, while nobody scrapes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Final
 
 from prometheus_client import (
@@ -13,11 +15,40 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 from broker.writer import Commit
 
+PATH: Final = "/metrics"
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 _BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+Depths = dict[str, dict[str, int]]
+"""Messages per queue and state (``available``, ``delayed``, ``in_flight``)."""
+
+
+class _QueueDepths:
+    """``cairn_queue_messages``, from the depths read for the scrape being answered. A custom
+    collector rather than a labelled ``Gauge``: a gauge keeps a child object per series and
+    takes a lock per ``labels()`` call, so refreshing one per queue and state at every scrape
+    cost ~15 times what handing the values to the exposition does (docs/performance.md)."""
+
+    NAME: Final = "cairn_queue_messages"
+    HELP: Final = "Messages per queue and state"
+
+    def __init__(self) -> None:
+        self.depths: Depths = {}
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=["queue", "state"])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["queue", "state"])
+        for queue, states in self.depths.items():
+            for state, count in states.items():
+                family.add_metric([queue, state], count)
+        yield family
 
 
 class Metrics:
@@ -63,12 +94,8 @@ class Metrics:
             registry=r,
         )
         self.head = Gauge("cairn_log_head_position", "Last position in the log", registry=r)
-        self.depth = Gauge(
-            "cairn_queue_messages",
-            "Messages per queue and state",
-            ["queue", "state"],
-            registry=r,
-        )
+        self._depths = _QueueDepths()
+        r.register(self._depths)
         self.projection_position = Gauge(
             "cairn_projection_position",
             "Last position a projection applied",
@@ -101,17 +128,18 @@ class Metrics:
         for type_, count in commit.event_types.items():
             self.events.labels(type_).inc(count)
 
-    def set_read_side(
-        self, head: int, positions: dict[str, int], depths: dict[str, dict[str, int]]
-    ) -> None:
+    def set_read_side(self, head: int, positions: dict[str, int]) -> None:
         self.head.set(head)
         for name, position in positions.items():
             self.projection_position.labels(name).set(position)
             self.projection_lag.labels(name).set(max(0, head - position))
-        self.depth.clear()
-        for queue, states in depths.items():
-            for state, count in states.items():
-                self.depth.labels(queue, state).set(count)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, depths: Depths | None = None) -> bytes:
+        """The exposition; ``depths`` (read for this scrape) are its per-queue series, none
+        when None. Not kept afterwards: a broker with many queues holds them only while it
+        answers."""
+        self._depths.depths = depths or {}
+        try:
+            return generate_latest(self.registry)
+        finally:
+            self._depths.depths = {}

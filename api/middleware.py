@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import structlog
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -98,6 +99,9 @@ def problem_of(error: Exception, scope: Scope) -> Response:
         return error.response()
     if isinstance(error, BrokerError):
         return from_broker(error).response()
+    if isinstance(error, ClientDisconnect):  # the body never ended: nobody hears the answer,
+        # but the request line says what happened (api/http.py answers it where it can)
+        return ApiError(400, "the client went away before the request body ended").response()
     if isinstance(error, HTTPException):  # the router's 404 and 405
         detail = _DETAIL.get(error.status_code) or (
             f"{scope['method']} is not allowed here"

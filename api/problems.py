@@ -1,4 +1,7 @@
-"""RFC 9457 problem details: the one shape of every 4xx/5xx answer."""
+"""RFC 9457 problem details: the one shape of every 4xx/5xx answer, and the one table from the
+domain's errors to statuses. One problem type per condition, whatever the route: a read that
+finds no queue raises the domain's ``QueueNotFoundError`` as a command would, so both are
+``…/queue-not-found``."""
 
 from __future__ import annotations
 
@@ -98,7 +101,11 @@ def from_broker(error: errors.BrokerError, *, entries: str | None = None) -> Api
     """``entries``: the request field that lists a batch's entries (``messages``), so that an
     entry's field is named as in the request, ``messages[7].attributes``; a single request's
     field is ``body.attributes``."""
-    status = _STATUS_OF.get(type(error), 500)
+    # By the nearest class the table names: an adapter's own kind of a domain error (the
+    # PostgreSQL store's CommitUnknownError is a StoreUnavailableError) answers as it does,
+    # with its problem type: one per condition in the table.
+    named = next((c for c in type(error).__mro__ if c in _STATUS_OF), type(error))
+    status = _STATUS_OF.get(named, 500)
     field_errors = None
     if error.field is not None:
         if error.field.startswith("header."):
@@ -108,6 +115,6 @@ def from_broker(error: errors.BrokerError, *, entries: str | None = None) -> Api
         else:
             where = f"body.{error.field}"
         field_errors = [FieldError(where, error.detail)]
-    slug = type(error).__name__.removesuffix("Error")
+    slug = named.__name__.removesuffix("Error")
     slug = "".join("-" + c.lower() if c.isupper() else c for c in slug).lstrip("-")
     return ApiError(status, error.detail, errors=field_errors, slug=slug)

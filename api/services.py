@@ -18,7 +18,7 @@ from starlette.requests import Request
 from api import idempotency, tracing
 from api.body import decode, read_body
 from api.metrics import Metrics
-from api.problems import ApiError, from_broker
+from api.problems import ApiError, FieldError, from_broker
 from api.runtime import Storage, lead, open_storage
 from api.settings import Settings
 from broker.commands import AnyCommand
@@ -80,8 +80,24 @@ class Services:
                 positions[redis_streams.RedisStreamPublisher.name] = published
         return positions
 
+    async def _check_answered(self, min_position: int | None) -> None:
+        """422 for a ``min_position`` beyond the store's head: no command has been answered
+        with it, so waiting for it could only time out. The store is asked only when the
+        position is beyond the head this process knows (which may lag another node's)."""
+        if min_position is None or min_position <= self.head.value:
+            return
+        head = await self.store.head()
+        if min_position > head:
+            raise ApiError(
+                422,
+                f"query.min_position: {min_position} is beyond the log's head ({head}); pass a"
+                " position a command answered",
+                errors=[FieldError("query.min_position", f"beyond the log's head ({head})")],
+            )
+
     async def log_position(self, min_position: int | None) -> int:
         """Like ``read_position``, for reads of the log itself: waits on the head."""
+        await self._check_answered(min_position)
         if (
             min_position is not None
             and self.head.value < min_position
@@ -139,6 +155,7 @@ class Services:
         stands, for ``X-Cairn-Position``."""
         watermark = self.runner.watermarks[projection]
         if min_position is not None and watermark.value < min_position:
+            await self._check_answered(min_position)
             reached = await watermark.wait_for(min_position, self.settings.read_wait_s)
             if not reached:
                 raise ApiError(

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -31,6 +34,45 @@ Positive = Annotated[int, Meta(ge=1)]
 PositiveSeconds = Annotated[float, Meta(gt=0)]
 
 
+@dataclass(frozen=True)
+class Duration:
+    """What a duration setting accepts besides a finite number of seconds above 0."""
+
+    zero: bool = False
+    """0 means something for this setting (its option says what)."""
+    forever: bool = False
+    """``forever`` is a value (``None`` in ``Settings``)."""
+
+
+_DURATION: Final = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<unit>[smhd]?)")
+_UNIT_S: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, setting: str, rule: Duration = Duration()) -> float | None:
+    """Seconds from ``<number>`` (seconds) or ``<number>s|m|h|d`` (``1.5h``), or None for
+    ``forever`` where ``rule`` allows it. Anything else, ``inf``, ``nan``, a negative number or
+    (unless ``rule.zero``) 0 is the one-line refusal naming ``setting``: an interval of 0 spins,
+    and one of ``inf`` silently never runs (a sweeper that never records an expiry)."""
+    value = text.strip().lower()
+    if rule.forever and value == "forever":
+        return None
+    match = _DURATION.fullmatch(value)
+    seconds = float(match["number"]) * _UNIT_S[match["unit"]] if match else math.nan
+    _check_duration(seconds, text, setting, rule)
+    return seconds
+
+
+def _check_duration(seconds: float, given: object, setting: str, rule: Duration) -> None:
+    if math.isfinite(seconds) and (seconds > 0 or (rule.zero and seconds == 0)):
+        return
+    least = "0 or more" if rule.zero else "above 0"
+    also = ", or forever" if rule.forever else ""
+    raise ConfigError(
+        f"{setting}: {given!r} is not a duration: give a finite number of seconds {least}, or"
+        f" a number with s, m, h or d (90s, 15m, 1.5h, 14d){also}"
+    )
+
+
 class Settings(msgspec.Struct, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -43,6 +85,10 @@ class Settings(msgspec.Struct, kw_only=True):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     insecure_no_auth: bool = False
+    metrics_public: bool = False
+    """``GET /metrics`` without a token while authentication is on (v1's open endpoint)."""
+    no_metrics_per_queue: bool = False
+    """Only broker-wide series: no queue's name or depth (for very many queues)."""
     rate_limit: str | None = None
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "console"] = "json"
@@ -60,6 +106,8 @@ class Settings(msgspec.Struct, kw_only=True):
     finished_kept_s: Annotated[float, Meta(ge=0)] = FINISHED_KEPT_S
     projection_coalesce_s: Annotated[float, Meta(ge=0)] = 0.01
     read_wait_s: PositiveSeconds = 5.0
+    body_idle_s: PositiveSeconds = 10.0
+    """How long a request body may stop arriving before the request is a 400 (``api/http.py``)."""
     sse_heartbeat_s: float = 15.0
     sse_retry_ms: int = 3000
     sse_buffer_events: Positive = 10_000
@@ -69,6 +117,10 @@ class Settings(msgspec.Struct, kw_only=True):
     """A JSON file of SQS access keys: ``{"<key id>": {"secret", "sub", "scope"}}``."""
 
     def validate(self) -> Settings:
+        for field, rule in DURATIONS.items():
+            value = getattr(self, field)
+            if value is not None or not rule.forever:
+                _check_duration(value, value, setting_name(field), rule)
         if self.authenticator() is None and not self.insecure_no_auth and not _loopback(self.host):
             raise ConfigError(
                 f"refusing to listen on {self.host} without authentication: set --jwt-secret"
@@ -154,16 +206,31 @@ ENV_ONLY: Final = frozenset(
         "finished_kept_s",
         "projection_coalesce_s",
         "read_wait_s",
+        "body_idle_s",
         "sse_heartbeat_s",
         "sse_retry_ms",
         "sse_buffer_events",
     }
 )
 """Settings that have no flag of ``cairn serve``, only a ``CAIRN_*`` variable."""
+DURATIONS: Final[dict[str, Duration]] = {
+    "sweep_interval_s": Duration(),
+    "read_wait_s": Duration(),
+    "body_idle_s": Duration(),
+    "sse_heartbeat_s": Duration(),
+    "projection_coalesce_s": Duration(zero=True),  # 0: no waiting for more commits
+    "finished_kept_s": Duration(zero=True),  # 0: forget a finished message at the next sweep
+}
+"""Every setting that is a duration, and what it accepts (``parse_duration``)."""
 
 
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
+
+
+def setting_name(field: str) -> str:
+    """How an operator sets ``field``: its flag, or its variable when it has no flag."""
+    return env_name(field) if field in ENV_ONLY else flag_name(field)
 
 
 def _check_log_file(path: str) -> None:
@@ -200,6 +267,9 @@ def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Setting
         if value is not None:
             raw[field] = value
             source[field] = flag_name(field)
+    for field, rule in DURATIONS.items():
+        if isinstance(raw.get(field), str):
+            raw[field] = parse_duration(raw[field], source[field], rule)
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as error:

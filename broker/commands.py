@@ -16,6 +16,8 @@ from broker.events import Trace, TypedAttribute
 # JSON Schema (ECMA-262) reading of the pattern it changes nothing. "(?!\.\.?$)": "." and ".."
 # are path segments that URLs resolve away, so such a queue could never be addressed.
 QUEUE_NAME_PATTERN: Final = r"^(?!\.\.?$)[A-Za-z0-9_.-]{1,80}$(?!\n)"
+QUEUE_NAME_RULE: Final = "1 to 80 characters: letters, digits, '_', '.', '-'; not '.' or '..'"
+"""``QUEUE_NAME_PATTERN`` in words, for people (error messages say this, not the regex)."""
 ATTRIBUTE_KEY_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,128}$(?!\n)"
 MAX_ATTRIBUTES: Final = 16
 MAX_ATTRIBUTE_VALUE: Final = 1024
@@ -73,8 +75,9 @@ class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
     dead_letter_queue: QueueName | None = None
     max_message_bytes: MaxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES
     receive_wait_s: ReceiveWait = 0
-    fifo: bool = False
-    """Set at creation only; the name must end in ``.fifo``; every message needs a group."""
+    fifo: bool | None = None
+    """Set at creation only; every message needs a group. None: whether the name ends in
+    ``.fifo`` (a FIFO queue's name does, and only a FIFO queue's)."""
     content_based_dedup: bool = False
     """FIFO only: a message without a dedup id is deduplicated by its body's SHA-256."""
     tags: Tags = {}

@@ -18,6 +18,7 @@ import msgspec
 
 from broker.commands import (
     QUEUE_NAME_PATTERN,
+    QUEUE_NAME_RULE,
     AckMessages,
     AnyCommand,
     CancelMoveTask,
@@ -273,6 +274,7 @@ def _require(view: StateView, name: str) -> QueueState:
 
 
 def _check_dead_letter(view: StateView, name: str, settings: QueueSettings) -> None:
+    """``settings`` are a whole queue's (``fifo`` decided)."""
     if (settings.max_receive_count is None) != (settings.dead_letter_queue is None):
         raise InvalidCommandError(
             "max_receive_count and dead_letter_queue must be set together",
@@ -287,20 +289,43 @@ def _check_dead_letter(view: StateView, name: str, settings: QueueSettings) -> N
         raise InvalidCommandError(
             "a queue cannot be its own dead-letter queue", field="dead_letter_queue"
         )
-    if view.queue(dlq) is None:
+    target = view.queue(dlq)
+    if target is None:
         raise InvalidCommandError(
             f"dead-letter queue {dlq!r} does not exist", field="dead_letter_queue"
         )
+    if bool(target.fifo) != settings.fifo:
+        # A FIFO queue's messages keep their group in its dead-letter queue, and a standard
+        # queue's have none: only a queue of the same kind can hold them as they are.
+        raise InvalidCommandError(
+            f"dead-letter queue {dlq!r} is {_kind(bool(target.fifo))} and {name!r} is"
+            f" {_kind(bool(settings.fifo))}: a queue's dead-letter queue must be of its kind",
+            field="dead_letter_queue",
+        )
+
+
+def _kind(fifo: bool) -> str:
+    return "a FIFO queue" if fifo else "a standard queue"
+
+
+def settings_for(name: str, settings: QueueSettings) -> QueueSettings:
+    """A new queue's settings as its ``queue.created`` event records them: ``fifo`` that the
+    request left out is whether the name ends in ``.fifo``."""
+    if settings.fifo is not None:
+        return settings
+    return msgspec.structs.replace(settings, fifo=name.endswith(FIFO_SUFFIX))
 
 
 def _create(view: StateView, command: CreateQueue, ctx: Context) -> Decision:
     if not _QUEUE_NAME.match(command.queue):
-        raise InvalidCommandError(f"{command.queue!r} is not a queue name", field="name")
+        raise InvalidCommandError(
+            f"{command.queue!r} is not a queue name: {QUEUE_NAME_RULE}", field="name"
+        )
     if view.queue(command.queue) is not None:
         raise QueueExistsError(f"queue {command.queue!r} already exists", field="name")
-    settings = command.settings
-    _check_dead_letter(view, command.queue, settings)
+    settings = settings_for(command.queue, command.settings)
     _check_fifo(command.queue, settings)
+    _check_dead_letter(view, command.queue, settings)
     event = QueueCreated(at=ctx.now, queue=command.queue, **msgspec.structs.asdict(settings))
     return Decision([event], QueueReply(command.queue, view.next_position))
 
@@ -318,10 +343,15 @@ def _settings_of(queue: QueueState) -> QueueSettings:
 
 def _check_fifo(name: str, settings: QueueSettings) -> None:
     """SQS's rules, for either door: a FIFO queue's name ends in ``.fifo`` (and only a FIFO
-    queue's), and content-based deduplication is a FIFO setting."""
+    queue's), and content-based deduplication is a FIFO setting. ``settings`` are a whole
+    queue's (``fifo`` decided)."""
     if settings.fifo != name.endswith(FIFO_SUFFIX):
+        said = "true" if settings.fifo else "false"
         raise InvalidCommandError(
-            f"a FIFO queue's name ends in {FIFO_SUFFIX!r}, and only a FIFO queue's", field="fifo"
+            f"fifo is {said} but the name {name!r} {'does not end' if settings.fifo else 'ends'}"
+            f" in {FIFO_SUFFIX!r}: a FIFO queue's name ends in {FIFO_SUFFIX!r}, and only a FIFO"
+            " queue's (leave fifo out and the name decides)",
+            field="fifo",
         )
     if settings.content_based_dedup and not settings.fifo:
         raise InvalidCommandError(
@@ -337,8 +367,8 @@ def _update(view: StateView, command: UpdateQueue, ctx: Context) -> Decision:
         return Decision([], QueueReply(queue.name, view.next_position - 1))
     if updated.fifo != current.fifo:
         raise InvalidCommandError("fifo is set when a queue is created", field="fifo")
-    _check_dead_letter(view, queue.name, updated)
     _check_fifo(queue.name, updated)
+    _check_dead_letter(view, queue.name, updated)
     event = QueueUpdated(at=ctx.now, queue=queue.name, **msgspec.structs.asdict(updated))
     return Decision([event], QueueReply(queue.name, view.next_position))
 

@@ -54,3 +54,8 @@ class IdempotencyKeyReusedError(BrokerError):
 
 class StoreUnavailableError(BrokerError):
     """The event store could not be reached or refused the transaction."""
+
+
+class StoreUnreachableError(StoreUnavailableError):
+    """The store could not be reached at all (no connection, or it broke): unlike a store that
+    answers but refuses writes (a full disk), this ends the moment it can be reached again."""

@@ -33,7 +33,12 @@ from broker.commands import (
     Sweep,
 )
 from broker.decide import Context, Reply, decide
-from broker.errors import BrokerError, IdempotencyKeyReusedError, StoreUnavailableError
+from broker.errors import (
+    BrokerError,
+    IdempotencyKeyReusedError,
+    StoreUnavailableError,
+    StoreUnreachableError,
+)
 from broker.events import AnyEvent, StoredEvent, type_of
 from broker.idempotency import Claim, Recall, RecordAnswer, Replay, record_of
 from broker.ports import Clock, EventStore, system_clock
@@ -352,7 +357,13 @@ class Writer:
                 if isinstance(error, BrokerError)
                 else StoreUnavailableError(f"the event store failed: {error}")
             )
-            if isinstance(failure, StoreUnavailableError):
+            if isinstance(failure, StoreUnavailableError) and not isinstance(
+                failure, StoreUnreachableError
+            ):
+                # A store that answers but refuses writes (a full disk) is remembered for a
+                # while, since one commit may still get through; one that cannot be reached
+                # is readiness's own check (it reads the head), which ends the moment it is
+                # back: remembered, it kept /readyz 503 for seconds after PostgreSQL returned.
                 self._failure = (time.monotonic(), failure.detail)
             command = type(batch[0].work).__name__ if batch else None
             log.error("command_failed", error=str(error), command=command)

@@ -16,6 +16,7 @@ from api.responses import json_response
 from api.routes.queues import queue_name
 from api.schemas import AnalyticsQuery
 from api.services import services
+from broker.errors import QueueNotFoundError
 from broker.state import to_us
 from projections.analytics.buckets import KEPT_S
 from projections.analytics.projector import AnalyticsProjector
@@ -68,7 +69,7 @@ async def get_analytics(request: Request) -> Response:
     at = await s.read_position(query.min_position, AnalyticsProjector.name)
     found = await analytics(s.views, name, size, first, last)
     if found is None:
-        raise ApiError(404, f"queue {name!r} does not exist")
+        raise QueueNotFoundError(f"queue {name!r} does not exist")
     return json_response(found, position=at)
 
 

@@ -29,6 +29,7 @@ from api.routes.queues import now_us, queue_name
 from api.schemas import INT64_MAX, MinPosition, Position
 from api.services import Services, services
 from broker.commands import QueueName
+from broker.errors import QueueNotFoundError
 from projections import queries
 from projections.tail import Overflow, frame_of, matches
 
@@ -171,7 +172,7 @@ async def queue_event_stream(request: Request) -> Response:
     name = queue_name(request)
     query = parse_query(request, QueueStreamQuery)
     if await queries.get_queue(services(request).views, name, now_us()) is None:
-        raise ApiError(404, f"queue {name!r} does not exist")
+        raise QueueNotFoundError(f"queue {name!r} does not exist")
     return await _feed(request, query, name)
 
 

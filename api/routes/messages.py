@@ -50,6 +50,7 @@ from broker.decide import (
     NackReply,
     PublishReply,
 )
+from broker.errors import MessageNotFoundError, QueueNotFoundError
 from projections import as_of, queries
 from projections.queries import MessagePage, MessageResource
 
@@ -179,7 +180,7 @@ async def ack(request: Request) -> Response:
     assert isinstance(reply, AckReply)
     outcome = reply.results[0][1]
     if outcome == "not_found":
-        raise ApiError(404, f"message {message_id!r} not found in queue {name!r}")
+        raise MessageNotFoundError(f"message {message_id!r} not found in queue {name!r}")
     if outcome == "lease_lost":
         raise ApiError(
             409,
@@ -286,9 +287,9 @@ async def get_message(request: Request) -> Response:
             at = await s.read_position(query.min_position)
             found = await queries.get_message(s.views, s.store, name, message_id, now_us())
     except queries.QueueMissing:
-        raise ApiError(404, f"queue {name!r} does not exist{when}") from None
+        raise QueueNotFoundError(f"queue {name!r} does not exist{when}") from None
     if found is None:
-        raise ApiError(404, f"message {message_id!r} not found in queue {name!r}{when}")
+        raise MessageNotFoundError(f"message {message_id!r} not found in queue {name!r}{when}")
     return json_response(found, position=at)
 
 
@@ -308,7 +309,7 @@ async def find_message(request: Request) -> Response:
     found = await queries.get_message(s.views, s.store, None, message_id, now_us())
     # A message of a queue the caller may not read does not exist, as far as it can tell.
     if found is None or not principal(request).can_read(found.queue):
-        raise ApiError(404, f"message {message_id!r} not found")
+        raise MessageNotFoundError(f"message {message_id!r} not found")
     return json_response(found, position=at)
 
 
@@ -352,7 +353,7 @@ async def list_messages(request: Request) -> Response:
                 now=now_us(),
             )
     except queries.QueueMissing:
-        raise ApiError(404, f"queue {name!r} does not exist{when}") from None
+        raise QueueNotFoundError(f"queue {name!r} does not exist{when}") from None
     except queries.CursorUnknown:
         raise ApiError(
             404,

@@ -39,13 +39,18 @@ async def readyz(request: Request) -> Response:
     return json_response(Health("ok" if ready else "unavailable", checks), 200 if ready else 503)
 
 
-@endpoints.add("GET", "/metrics", "Prometheus metrics", responses={200: None})
+@endpoints.add(
+    "GET", metrics_module.PATH, "Prometheus metrics", responses={200: None}, permission="metrics"
+)
 async def metrics(request: Request) -> Response:
+    # The read side's gauges are computed here, when scraped, and only then: a broker that
+    # nobody scrapes spends nothing on them, however many queues it holds.
     s = services(request)
     head = await s.store.head()
-    depths = await queries.queue_depths(s.views, now_us())
-    s.metrics.set_read_side(head, await s.projections(), depths)
-    return Response(s.metrics.render(), media_type=metrics_module.CONTENT_TYPE)
+    per_queue = not s.settings.no_metrics_per_queue
+    depths = await queries.queue_depths(s.views, now_us()) if per_queue else None
+    s.metrics.set_read_side(head, await s.projections())
+    return Response(s.metrics.render(depths), media_type=metrics_module.CONTENT_TYPE)
 
 
 @endpoints.add("GET", "/openapi.json", "This document", responses={200: None})

@@ -44,7 +44,15 @@ from broker.commands import (
     UndoPurge,
     UpdateQueue,
 )
-from broker.decide import DryRunReply, PurgeReply, QueueReply, RedriveReply, UndoReply
+from broker.decide import (
+    DryRunReply,
+    PurgeReply,
+    QueueReply,
+    RedriveReply,
+    UndoReply,
+    settings_for,
+)
+from broker.errors import QueueNotFoundError
 from broker.state import to_us
 from projections import as_of, queries
 from projections.queries import QueueResource, QueueStats
@@ -58,7 +66,7 @@ def queue_name(request: Request) -> str:
     """The ``{name}`` path parameter; a name that cannot exist is simply not found."""
     name: str = request.path_params["name"]
     if not _NAME.match(name):  # QUEUE_NAME_PATTERN refuses a trailing newline itself
-        raise ApiError(404, f"queue {name!r} does not exist")
+        raise QueueNotFoundError(f"queue {name!r} does not exist")
     return name
 
 
@@ -88,7 +96,7 @@ async def _queue_after(
     resource = await queries.get_queue(s.views, name, now_us())
     if resource is None:
         if fallback is None:
-            raise ApiError(404, f"queue {name!r} does not exist")
+            raise QueueNotFoundError(f"queue {name!r} does not exist")
         now = datetime.now(UTC)
         resource = QueueResource(
             name=name,
@@ -123,6 +131,7 @@ async def create_queue(request: Request) -> Response:
     s = services(request)
     req = await s.request_body(request, CreateQueueRequest)
     settings = QueueSettings(**{f: getattr(req, f) for f in QueueSettings.__struct_fields__})
+    settings = settings_for(req.name, settings)
     reply = await s.execute(CreateQueue(queue=req.name, settings=settings))
     assert isinstance(reply, QueueReply)
     return await _queue_after(s, req.name, reply.position, 201, fallback=settings)
@@ -162,12 +171,12 @@ async def get_queue(request: Request) -> Response:
         then = await past.resolve(s, query.as_of, query.min_position)
         resource = await as_of.get_queue(s.views, name, then.position, then.now)
         if resource is None:
-            raise ApiError(404, f"queue {name!r} did not exist at position {then.position}")
+            raise QueueNotFoundError(f"queue {name!r} did not exist at position {then.position}")
         return json_response(resource, position=then.position)
     at = await s.read_position(query.min_position)
     resource = await queries.get_queue(s.views, name, now_us())
     if resource is None:
-        raise ApiError(404, f"queue {name!r} does not exist")
+        raise QueueNotFoundError(f"queue {name!r} does not exist")
     return json_response(resource, position=at)
 
 

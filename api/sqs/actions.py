@@ -17,9 +17,10 @@ from api.polling import long_poll
 from api.sqs import attributes as attrs
 from api.sqs import md5
 from api.sqs.context import Call
-from api.sqs.errors import SqsError, from_broker, invalid, missing
+from api.sqs.errors import FIFO_NAME, STANDARD_NAME, SqsError, from_broker, invalid, missing
 from broker import commands as cmd
 from broker import ids
+from broker.commands import QUEUE_NAME_PATTERN
 from broker.decide import (
     FIFO_SUFFIX,
     AckReply,
@@ -31,6 +32,7 @@ from broker.decide import (
 )
 from broker.errors import (
     BrokerError,
+    InvalidCommandError,
     MoveTaskNotFoundError,
     QueueExistsError,
     QueueNotFoundError,
@@ -44,7 +46,8 @@ Params = dict[str, Any]
 Action = Callable[[Call, Params], Awaitable[Params]]
 ACTIONS: Final[dict[str, Action]] = {}
 
-_QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
+_QUEUE_NAME: Final = re.compile(QUEUE_NAME_PATTERN)
+"""The domain's names: a queue the native API made is reachable here too, whatever its name."""
 _ENTRY_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _GROUP_OR_DEDUP: Final = re.compile(r"[!-~]{1,128}")
 _BODY_CHARACTERS: Final = re.compile(
@@ -111,7 +114,7 @@ def _queue(call: Call, params: Params) -> str:
     url = _string(params, "QueueUrl")
     assert url is not None
     name = url.rstrip("/").rsplit("/", 1)[-1]
-    if not _QUEUE_NAME.fullmatch(name):
+    if not _QUEUE_NAME.match(name):
         raise SqsError("QueueDoesNotExist", "The specified queue does not exist.")
     return name
 
@@ -170,28 +173,29 @@ async def _resource(call: Call, name: str) -> QueueResource:
 async def CreateQueue(call: Call, params: Params) -> Params:
     name = _string(params, "QueueName")
     assert name is not None
-    if not _QUEUE_NAME.fullmatch(name):
-        raise invalid(
-            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in"
-            " length (a FIFO queue's name ends in .fifo)."
-        )
     call.require("manage", name)
-    given = params.get("Attributes") or {}
-    settings = attrs.new_settings(given)
-    if name.endswith(".fifo") and not settings.fifo:
-        raise invalid("A queue whose name ends in .fifo is a FIFO queue: set FifoQueue to true.")
-    tags = params.get("tags") or {}
-    settings = msgspec.structs.replace(settings, tags=_tags(tags))
+    named = attrs.settings_changes(params.get("Attributes") or {}, creating=True)
+    settings = msgspec.structs.replace(
+        attrs.new_settings(named), tags=_tags(params.get("tags") or {})
+    )
     try:
+        # The name, its kind and the settings are the domain's to judge, as for every door.
         reply = await call.s.run(cmd.CreateQueue(queue=name, settings=settings))
     except QueueExistsError:
+        # As SQS: the existing queue's URL unless an attribute the request names differs;
+        # one it does not name is no difference (a queue the native API made has Cairn's
+        # defaults, not SQS's).
         existing = await _resource(call, name)
-        if not attrs.same_settings(existing, settings):
+        if not attrs.has_settings(existing, named):
             raise SqsError(
                 "QueueNameExists",
                 f"A queue already exists with the same name ({name}) and different attributes.",
             ) from None
         return {"QueueUrl": call.url_of(name)}
+    except InvalidCommandError as error:
+        if error.field == "fifo":
+            raise invalid(FIFO_NAME if settings.fifo else STANDARD_NAME) from None
+        raise
     assert isinstance(reply, QueueReply)
     await call.s.read_position(reply.position)
     return {"QueueUrl": call.url_of(name)}
@@ -702,7 +706,7 @@ def _queue_of_arn(arn: Any, parameter: str) -> str:
     if not isinstance(arn, str) or not arn:
         raise missing(parameter)
     name = arn.rsplit(":", 1)[-1]
-    if not arn.startswith("arn:") or not _QUEUE_NAME.fullmatch(name):
+    if not arn.startswith("arn:") or not _QUEUE_NAME.match(name):
         raise invalid(f"Value {arn} for parameter {parameter} is not a queue ARN.")
     return name
 

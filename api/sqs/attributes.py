@@ -20,6 +20,7 @@ SQS_DEFAULTS: Final[dict[str, Any]] = {
     # What SQS gives a queue created without them (API.md: queues created through SQS get them).
     "retention_s": 345600,
     "max_message_bytes": 1048576,
+    "fifo": False,  # SQS makes a standard queue unless FifoQueue says otherwise, whatever the name
 }
 _RANGES: Final[dict[str, tuple[str, int, int]]] = {
     # SQS attribute: (setting, min, max)
@@ -71,9 +72,10 @@ def settings_changes(attributes: Mapping[str, Any], *, creating: bool) -> dict[s
     return changes
 
 
-def new_settings(attributes: Mapping[str, Any]) -> QueueSettings:
-    changes = settings_changes(attributes, creating=True)
-    return QueueSettings(**(SQS_DEFAULTS | changes))
+def new_settings(named: dict[str, Any]) -> QueueSettings:
+    """A new queue's settings: those the request named (``settings_changes``), SQS's defaults
+    for the rest."""
+    return QueueSettings(**(SQS_DEFAULTS | named))
 
 
 def _integer(name: str, value: str, low: int, high: int) -> int:
@@ -164,14 +166,10 @@ def queue_attributes(queue: QueueResource, arn_of: Any, names: list[str]) -> dic
     return {k: v for k, v in every.items() if k in wanted and v is not None}
 
 
-def same_settings(queue: QueueResource, settings: QueueSettings) -> bool:
-    """Whether an existing queue has the settings a CreateQueue asks for (SQS answers the
-    existing queue's URL then, and QueueNameExists otherwise)."""
-    return all(
-        getattr(queue, name) == getattr(settings, name)
-        for name in QueueSettings.__struct_fields__
-        if name != "tags"
-    )
+def has_settings(queue: QueueResource, named: dict[str, Any]) -> bool:
+    """Whether an existing queue has the settings a CreateQueue names (SQS answers the existing
+    queue's URL then, and QueueNameExists otherwise)."""
+    return all(getattr(queue, name) == value for name, value in named.items())
 
 
 # -- message attributes --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.body import why_not_json
 from api.guard import RateLimiter
 from api.problems import ApiError
 from api.services import services
@@ -53,7 +54,8 @@ async def sqs(request: Request) -> Response:
             params = _decoder.decode(raw or b"{}")
         except msgspec.DecodeError as error:
             raise SqsError(
-                "SerializationException", f"The request is not valid JSON: {error}"
+                "SerializationException",
+                f"The request is not valid JSON: {why_not_json(raw, error)}",
             ) from None
         result = await action(call, params)
         return Response(

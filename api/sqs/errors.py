@@ -59,6 +59,30 @@ class SqsError(Exception):
         return self.status < 500
 
 
+NAME: Final = (
+    "Can only include alphanumeric characters, periods, hyphens, or underscores. 1 to 80 in"
+    " length, and not '.' or '..'."
+)
+"""SQS's sentence for a name it refuses, saying what Cairn's names are (SQS's own names take no
+periods; the domain's do: ``broker.commands.QUEUE_NAME_RULE``)."""
+FIFO_NAME: Final = (
+    "The name of a FIFO queue can only include alphanumeric characters, periods, hyphens, or"
+    " underscores, must end with .fifo suffix and be 1 to 80 in length."
+)
+STANDARD_NAME: Final = (
+    "Can only include alphanumeric characters, periods, hyphens, or underscores. 1 to 80 in"
+    " length; a name that ends in .fifo is a FIFO queue's: set FifoQueue to true."
+)
+_SETTINGS: Final = {
+    # A domain refusal naming a setting, said of the SQS attribute that carries it.
+    "dead_letter_queue": "RedrivePolicy",
+    "max_receive_count": "RedrivePolicy",
+    "redrive_allow_policy": "RedriveAllowPolicy",
+    "content_based_dedup": "ContentBasedDeduplication",
+    "max_message_bytes": "MaximumMessageSize",
+}
+
+
 def invalid(message: str) -> SqsError:
     return SqsError("InvalidParameterValue", message)
 
@@ -82,5 +106,11 @@ def from_broker(error: errors.BrokerError) -> SqsError:
             return SqsError("ReceiptHandleIsInvalid", error.detail)
         case errors.StoreUnavailableError():
             return SqsError("ServiceUnavailable", error.detail)
+        case errors.InvalidCommandError() if error.field == "name":
+            return invalid(NAME)
+        case errors.InvalidCommandError() if error.field in _SETTINGS:
+            return invalid(
+                f"Value for parameter {_SETTINGS[error.field]} is invalid. Reason: {error.detail}."
+            )
         case _:
             return invalid(error.detail)

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import psycopg
 import structlog
 
-from broker.errors import StoreUnavailableError
+from broker.errors import StoreUnavailableError, StoreUnreachableError
 from broker.events import StoredEvent
 from broker.state import StateTx
 from broker.store import sql
@@ -91,6 +91,16 @@ def conninfo(url: str) -> str:
     return url
 
 
+def reason(error: BaseException, url: str) -> str:
+    """A driver error as one line that keeps the driver's reason ("Connection refused", "password
+    authentication failed ...") and never the password: libpq's messages span lines, indented
+    with tabs, and the cause is often not on the last one."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = "; ".join(lines) or type(error).__name__
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
 def describe(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
@@ -135,7 +145,7 @@ class PostgresConnection:
         return self._conn.pipeline()
 
 
-class CommitUnknownError(StoreUnavailableError):
+class CommitUnknownError(StoreUnreachableError):
     """The connection was lost while COMMIT was under way: the command may or may not have
     been applied. A retry with the same idempotency key is safe either way."""
 
@@ -216,17 +226,21 @@ class PostgresDatabase:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except psycopg.Error as error:  # the adapter's boundary: no driver error gets past it
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            raise StoreUnavailableError(f"postgresql: {reason}") from error
+            raise StoreUnavailableError(f"postgresql: {reason(error, self.url)}") from error
 
     def _run(self, begin: str, fn: Callable[[PostgresConnection], T]) -> T:
-        conn = self._connection()
-        conn.execute(begin)
         try:
+            conn = self._connection()
+        except psycopg.OperationalError as error:
+            raise StoreUnreachableError(f"postgresql: {reason(error, self.url)}") from error
+        try:
+            conn.execute(begin)
             result = fn(PostgresConnection(conn))
-        except BaseException:
+        except BaseException as error:
             with contextlib.suppress(psycopg.Error):
                 conn.execute("ROLLBACK")
+            if isinstance(error, psycopg.OperationalError) and conn.broken:  # it went away
+                raise StoreUnreachableError(f"postgresql: {reason(error, self.url)}") from error
             raise
         try:
             conn.execute("COMMIT")
@@ -433,8 +447,7 @@ async def check_reachable(url: str) -> None:
         async with conn:
             await conn.execute("SELECT 1")
     except psycopg.Error as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise StoreUnavailableError(f"cannot connect: {reason}") from None
+        raise StoreUnavailableError(f"cannot connect: {reason(error, url)}") from None
 
 
 @contextlib.asynccontextmanager
@@ -449,7 +462,9 @@ async def migration_lock(url: str) -> AsyncIterator[None]:
             conninfo(url), autocommit=True, connect_timeout=int(WAIT_S)
         )
     except psycopg.Error as error:
-        raise StoreUnavailableError(f"cannot connect to {describe(url)}: {error}") from None
+        raise StoreUnavailableError(
+            f"cannot connect to {describe(url)}: {reason(error, url)}"
+        ) from None
     async with conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (_key("migrations"),))
         yield

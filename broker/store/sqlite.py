@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,16 +56,9 @@ def check_usable(path: str, *, must_exist: bool = False) -> None:
         raise StoreUnavailableError(f"{path} is a directory, not a database file")
     if must_exist and not location.exists():
         raise StoreUnavailableError(f"there is no store at {path}")
-    folder = location.parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise StoreUnavailableError(f"{folder} is not a directory")
-    if not os.access(location if location.exists() else folder, os.W_OK):
-        raise StoreUnavailableError(f"{location if location.exists() else folder} is not writable")
-    space = os.statvfs(folder)
-    if space.f_bavail * space.f_frsize < _MIN_FREE_BYTES:
-        raise StoreUnavailableError(f"no space left on the device that holds {folder}")
+    if location.exists() and not os.access(location, os.W_OK):
+        raise StoreUnavailableError(f"{location} is not writable")
+    _check_room_for(location)  # SQLite creates its -wal and -shm files beside the database
     if not location.exists():
         return  # created, in a folder we may write, by the migration
     try:
@@ -73,6 +67,65 @@ def check_usable(path: str, *, must_exist: bool = False) -> None:
             conn.execute("PRAGMA schema_version").fetchone()
     except sqlite3.Error as error:
         raise StoreUnavailableError(f"{path}: {error}") from None
+
+
+_NO_FILES: Final = frozenset(
+    {"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "pstore", "bpf"}
+    | {"configfs", "devpts", "mqueue", "binfmt_misc", "efivarfs", "fusectl", "nsfs"}
+)
+"""Kernel file systems that show the system's state as files and hold no files of their own."""
+
+
+def _check_room_for(location: Path) -> None:
+    """A new database file can be made at ``location`` (or beside it): in the nearest folder on
+    its way that exists, a file can be made (tried, not inferred: root passes every permission
+    check, and a pseudo file system reports no free space when it is simply not a place for
+    files), and there is room for it."""
+    folder = location.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise StoreUnavailableError(f"{folder} is not a directory")
+    kind = file_system_of(folder)
+    why = f": it is a {kind} file system, which holds no files" if kind in _NO_FILES else ""
+    if not os.access(folder, os.W_OK):
+        raise StoreUnavailableError(f"{folder} is not writable{why}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".cairn-probe-"):
+            pass
+    except OSError as error:
+        raise StoreUnavailableError(f"{folder} is not writable ({error.strerror}){why}") from None
+    space = os.statvfs(folder)
+    if space.f_bavail * space.f_frsize < _MIN_FREE_BYTES:
+        raise StoreUnavailableError(f"no space left on the device that holds {folder}")
+
+
+def file_system_of(path: Path) -> str | None:
+    """The type of the file system ``path`` is on (Linux: from ``/proc/self/mounts``), if known."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best: tuple[int, str] | None = None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > best[0]):
+            best = (len(point), fields[2])
+    return best[1] if best else None
+
+
+def check_new_file(path: str) -> None:
+    """``StoreUnavailableError`` saying why a new SQLite file (a backup) cannot be made at
+    ``path``, which must not exist yet."""
+    location = Path(path)
+    if location.exists():
+        raise StoreUnavailableError(f"{path} exists already: pick a new name")
+    _check_room_for(location)
 
 
 class StoreLock:

@@ -403,6 +403,28 @@ def test_postgresql_restarted_in_a_burst_is_503_then_recovered_without_a_restart
         broker.stop()
 
 
+def test_readiness_follows_postgresql_down_and_back_within_a_second(
+    tmp_path: Path, private_postgres: PostgresProcess
+) -> None:
+    """/readyz says what the store is now: 503 once PostgreSQL is gone, 200 again as soon as it
+    is back, though commands (and the sweeper's) failed while it was gone. (It lagged by
+    seconds: the writer remembered those failures as it remembers a full disk's.)"""
+    broker = node(tmp_path / "n", private_postgres.url()).start()
+    try:
+        with httpx.Client(base_url=broker.url, timeout=30) as client:
+            assert client.post("/v1/queues", json={"name": "r"}).status_code == 201
+            for _ in range(2):
+                private_postgres.stop("immediate")
+                wait_until(lambda: client.get("/readyz").status_code == 503, 5, "503 when gone")
+                assert client.post("/v1/queues/r/messages", json={"body": 1}).status_code == 503
+                private_postgres.start()  # returns once it accepts connections (pg_ctl -w)
+                took = wait_until(lambda: client.get("/readyz").status_code == 200, 10, "ready")
+                assert took < 1.0, f"/readyz lagged PostgreSQL's return by {took:.2f} s"
+                assert client.post("/v1/queues/r/messages", json={"body": 2}).status_code == 201
+    finally:
+        broker.stop()
+
+
 def test_a_wrong_database_url_or_password_is_one_line_naming_it(tmp_path: Path) -> None:
     secured = PostgresProcess(password="right-password")
     secured.init()

@@ -144,14 +144,16 @@ def test_purge_removes_every_live_message(http: httpx.Client, queue: str) -> Non
     assert len(listed["messages"]) == 4
 
 
-def test_min_position_waits_for_the_read_model_or_503s(http: httpx.Client, queue: str) -> None:
+def test_min_position_waits_for_the_read_model_and_refuses_one_beyond_the_head(
+    http: httpx.Client, queue: str
+) -> None:
     published = http.post(f"/v1/queues/{queue}/messages", json={"body": 1}).json()
     read = http.get(f"/v1/queues/{queue}", params={"min_position": published["position"]})
     assert read.status_code == 200
     assert int(read.headers["x-cairn-position"]) >= published["position"]
     assert read.json()["stats"]["published_total"] == 1
-    far = published["position"] + 1_000_000
-    body = problem(http.get(f"/v1/queues/{queue}", params={"min_position": far}), 503)
+    far = published["position"] + 1_000_000  # no command answered it: 422 (v1.2), not a wait
+    body = problem(http.get(f"/v1/queues/{queue}", params={"min_position": far}), 422)
     assert str(far) in body["detail"]
     assert read.headers["x-cairn-position"]
     problem(http.get(f"/v1/queues/{queue}", params={"min_position": -1}), 422)

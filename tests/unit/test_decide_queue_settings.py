@@ -4,10 +4,13 @@ content), the per-queue message size limit, tags; and receipts that name their m
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from broker import ids
 from broker.commands import NewMessage, PublishMessages, ReceiveMessages, UpdateQueue
@@ -38,13 +41,78 @@ async def test_a_fifo_queue_needs_the_fifo_suffix_and_only_it_has_one(broker: Br
     with pytest.raises(InvalidCommandError) as raised:
         await broker.create("orders", fifo=True)
     assert raised.value.field == "fifo"
-    with pytest.raises(InvalidCommandError):
-        await broker.create("orders.fifo")
+    with pytest.raises(InvalidCommandError) as raised:
+        await broker.create("orders.fifo", fifo=False)
+    assert raised.value.field == "fifo"
     with pytest.raises(InvalidCommandError) as raised:
         await broker.create("plain", content_based_dedup=True)
     assert raised.value.field == "content_based_dedup"
     await broker.create("orders.fifo", fifo=True)
     assert await broker.types() == ["queue.created"]
+
+
+NAMES = st.from_regex(r"[A-Za-z0-9_-]{1,20}(\.fifo)?", fullmatch=True)
+
+
+async def _create_with(name: str, fifo: bool | None) -> None:
+    broker = Broker()
+    await broker.writer.start()
+    try:
+        if fifo is not None and fifo != name.endswith(".fifo"):
+            with pytest.raises(InvalidCommandError) as raised:
+                await broker.create(name, fifo=fifo)
+            assert raised.value.field == "fifo" and await broker.events() == []
+            return
+        await broker.create(name, **({} if fifo is None else {"fifo": fifo}))
+        [created] = await broker.events()
+        assert isinstance(created, QueueCreated)
+        assert created.fifo is name.endswith(".fifo")  # recorded as decided, never null
+    finally:
+        await broker.writer.stop()
+
+
+@given(name=NAMES, fifo=st.sampled_from([None, True, False]))
+def test_fifo_defaults_to_the_name_and_a_fifo_that_disagrees_is_refused(
+    name: str, fifo: bool | None
+) -> None:
+    asyncio.run(_create_with(name, fifo))
+
+
+async def _dead_letter_into(source_fifo: bool, dlq_fifo: bool, by_update: bool) -> None:
+    broker = Broker()
+    await broker.writer.start()
+    try:
+        dlq = "dlq.fifo" if dlq_fifo else "dlq"
+        source = "source.fifo" if source_fifo else "source"
+        await broker.create(dlq)
+        policy = {"dead_letter_queue": dlq, "max_receive_count": 1}
+        if by_update:
+            await broker.create(source)
+        before = await broker.events()
+
+        async def name_it() -> None:
+            if by_update:
+                await broker.run(UpdateQueue(queue=source, changes=policy))
+            else:
+                await broker.create(source, **policy)
+
+        if source_fifo == dlq_fifo:
+            await name_it()
+            return
+        with pytest.raises(InvalidCommandError) as raised:
+            await name_it()
+        assert raised.value.field == "dead_letter_queue"
+        assert "FIFO" in raised.value.detail and "standard" in raised.value.detail
+        assert await broker.events() == before  # nothing written
+    finally:
+        await broker.writer.stop()
+
+
+@given(source_fifo=st.booleans(), dlq_fifo=st.booleans(), by_update=st.booleans())
+def test_a_dead_letter_queue_is_of_its_sources_kind(
+    source_fifo: bool, dlq_fifo: bool, by_update: bool
+) -> None:
+    asyncio.run(_dead_letter_into(source_fifo, dlq_fifo, by_update))
 
 
 async def test_fifo_is_fixed_at_creation(broker: Broker) -> None:

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from api.settings import ConfigError, from_env
+from api.settings import (
+    DURATIONS,
+    ConfigError,
+    Duration,
+    Settings,
+    env_name,
+    from_env,
+    parse_duration,
+)
 
 SECRET = "0123456789abcdef0123456789abcdef"
 
@@ -53,3 +63,68 @@ def test_scope_globs_match_whole_names_only() -> None:
     assert caller.may("read", "orders.eu")
     assert not caller.may("read", "orders.eu\n")
     assert not caller.may("read", "xorders.eu")
+
+
+# -- durations (API.md v1.2, "Clarifications of v1.1") ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90", 90.0),
+        ("0.5", 0.5),
+        (".25", 0.25),
+        ("90s", 90.0),
+        ("15m", 900.0),
+        ("1.5h", 5400.0),
+        ("14d", 1209600.0),
+        (" 2H ", 7200.0),
+    ],
+)
+def test_a_duration_is_seconds_or_a_number_with_a_unit(text: str, seconds: float) -> None:
+    assert parse_duration(text, "--x") == seconds
+
+
+@given(st.integers(1, 10**9), st.sampled_from([("", 1), ("s", 1), ("m", 60), ("h", 3600)]))
+def test_every_whole_number_with_any_unit_is_that_many_seconds(
+    number: int, unit: tuple[str, int]
+) -> None:
+    assert parse_duration(f"{number}{unit[0]}", "--x") == number * unit[1]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("inf", "nan", "-inf", "Infinity", "0", "0s", "-1", "-0.5h", "1e3", "", "h", "1.5x"),
+        *("1" * 400, "forever", "1 h", "0x10"),
+    ],
+)
+def test_anything_else_is_refused_naming_the_setting(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^CAIRN_SWEEP_INTERVAL_S: .* is not a duration"):
+        parse_duration(text, "CAIRN_SWEEP_INTERVAL_S")
+
+
+def test_zero_and_forever_only_where_the_option_says_so() -> None:
+    assert parse_duration("0", "--x", Duration(zero=True)) == 0
+    assert parse_duration("forever", "--x", Duration(forever=True)) is None
+    with pytest.raises(ConfigError, match="or forever"):
+        parse_duration("never", "--x", Duration(forever=True))
+
+
+@pytest.mark.parametrize("field", sorted(DURATIONS))
+@pytest.mark.parametrize("value", ["inf", "nan", "-1"])
+def test_every_duration_setting_refuses_infinite_nan_and_negative_values(
+    field: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^{env_name(field)}: "):
+        from_env({env_name(field): value})
+    with pytest.raises(ConfigError, match=f"^{env_name(field)}: "):
+        Settings(**{field: float(value)}).validate()
+
+
+def test_interval_settings_refuse_zero_and_take_units() -> None:
+    for field in ("sweep_interval_s", "read_wait_s", "sse_heartbeat_s"):
+        with pytest.raises(ConfigError, match=env_name(field)):
+            from_env({env_name(field): "0"})
+    assert from_env({"CAIRN_SWEEP_INTERVAL_S": "0.25"}).sweep_interval_s == 0.25
+    assert from_env({"CAIRN_READ_WAIT_S": "1m"}).read_wait_s == 60
