@@ -4,7 +4,7 @@ is how they run (``AsyncDriver``), consuming with tasks, and closing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -36,7 +36,7 @@ class AsyncClient(Api, AsyncRunner):
     async def _run(self, program: Program[T]) -> T:
         return await self._driver.run(program)
 
-    def _iterate(self, program: Stream[T]) -> AsyncIterator[T]:
+    def _iterate(self, program: Stream[T]) -> AsyncGenerator[T, None]:
         return self._driver.iterate(program)
 
     async def consume(

@@ -3,7 +3,7 @@ run (``SyncDriver``), consuming with threads, and closing."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
@@ -49,7 +49,7 @@ class Client(Api, SyncRunner):
     def _run(self, program: Program[T]) -> T:
         return self._driver.run(program)
 
-    def _iterate(self, program: Stream[T]) -> Iterator[T]:
+    def _iterate(self, program: Stream[T]) -> Generator[T, None, None]:
         return self._driver.iterate(program)
 
     def consume(

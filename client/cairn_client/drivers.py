@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterator
 from typing import Any, Final, Generic, TypeVar, assert_never
 
 import httpx
@@ -87,10 +87,10 @@ class SyncDriver:
         result: T = machine.result
         return result
 
-    def iterate(self, program: Stream[T]) -> Iterator[T]:
+    def iterate(self, program: Stream[T]) -> Generator[T, None, None]:
         return self._drive(Machine(program))
 
-    def _drive(self, machine: Machine[Any]) -> Iterator[Any]:
+    def _drive(self, machine: Machine[Any]) -> Generator[Any, None, None]:
         try:
             for step in machine:
                 if isinstance(step, Emit):
@@ -139,10 +139,10 @@ class AsyncDriver:
         result: T = machine.result
         return result
 
-    def iterate(self, program: Stream[T]) -> AsyncIterator[T]:
+    def iterate(self, program: Stream[T]) -> AsyncGenerator[T, None]:
         return self._drive(Machine(program))
 
-    async def _drive(self, machine: Machine[Any]) -> AsyncIterator[Any]:
+    async def _drive(self, machine: Machine[Any]) -> AsyncGenerator[Any, None]:
         try:
             for step in machine:
                 if isinstance(step, Emit):

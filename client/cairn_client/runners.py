@@ -9,7 +9,7 @@ is ``(...) -> Coroutine[..., Published]``, checked by mypy like handwritten meth
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from cairn_client.steps import Program, Stream
@@ -26,7 +26,7 @@ class SyncRunner:
     def _run(self, program: Program[T]) -> T:
         raise NotImplementedError
 
-    def _iterate(self, program: Stream[T]) -> Iterator[T]:
+    def _iterate(self, program: Stream[T]) -> Generator[T, None, None]:
         raise NotImplementedError
 
 
@@ -38,7 +38,7 @@ class AsyncRunner:
     async def _run(self, program: Program[T]) -> T:
         raise NotImplementedError
 
-    def _iterate(self, program: Stream[T]) -> AsyncIterator[T]:
+    def _iterate(self, program: Stream[T]) -> AsyncGenerator[T, None]:
         raise NotImplementedError
 
 
@@ -81,8 +81,8 @@ class operation(_Descriptor, Generic[P, T]):  # lower case: a decorator, like pr
 
 
 class streaming(_Descriptor, Generic[P, T]):  # lower case: a decorator
-    """A method that hands out values one by one: an ``Iterator`` on a sync runner, an
-    ``AsyncIterator`` on an async one."""
+    """A method that hands out values one by one: a generator on a sync runner, an async
+    generator on an async one (``close()``/``aclose()`` end it at once)."""
 
     def __init__(self, build: Callable[Concatenate[Any, P], Stream[T]]) -> None:
         super().__init__(build)
@@ -90,8 +90,12 @@ class streaming(_Descriptor, Generic[P, T]):  # lower case: a decorator
     @overload
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...
     @overload
-    def __get__(self, instance: SyncRunner, owner: type[Any]) -> Callable[P, Iterator[T]]: ...
+    def __get__(
+        self, instance: SyncRunner, owner: type[Any]
+    ) -> Callable[P, Generator[T, None, None]]: ...
     @overload
-    def __get__(self, instance: AsyncRunner, owner: type[Any]) -> Callable[P, AsyncIterator[T]]: ...
+    def __get__(
+        self, instance: AsyncRunner, owner: type[Any]
+    ) -> Callable[P, AsyncGenerator[T, None]]: ...
     def __get__(self, instance: Any, owner: type[Any]) -> Any:
         return self if instance is None else self._bind(instance, instance._iterate)

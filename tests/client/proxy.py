@@ -55,6 +55,8 @@ class Proxy:
         traceback: TracebackType | None,
     ) -> None:
         self._closing = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
         self._listener.close()
         self.sever()
         for thread in self._threads:
