@@ -10,6 +10,7 @@ nothing is missed and nothing is printed twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 from cairn_client import Client
@@ -29,7 +30,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the end, not an error
         main()
-    except KeyboardInterrupt:
-        pass
