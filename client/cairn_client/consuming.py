@@ -23,7 +23,6 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Final, Generic, TypedDict, TypeVar
 
-from cairn_client.deliveries import REASON_LIMIT
 from cairn_client.errors import (
     CairnError,
     Conflict,
@@ -47,10 +46,10 @@ MAX_BATCH: Final = 100
 
 
 def reason_of(error: BaseException) -> str:
-    """A nack reason naming the exception's type and message, cut to what the broker keeps."""
+    """A nack reason naming the exception's type and message (``nack`` cuts it to what the
+    broker keeps)."""
     message = str(error)
-    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    return text[:REASON_LIMIT]
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def check(concurrency: int, visibility_timeout_s: int, wait_s: float) -> None:

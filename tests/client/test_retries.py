@@ -69,10 +69,12 @@ def test_429_is_retried_after_retry_after(tmp_path: Path) -> None:
                 [client.publish(queue, n) for n in range(10)]
             assert limited.value.status == 429 and limited.value.retry_after is not None
             assert limited.value.retry_after >= 1
-        with Client(server.url, retries=5) as client:
+        # One retry is enough when it waits as long as Retry-After says (a second or more):
+        # the window has moved on by then.
+        with Client(server.url, retries=1) as client:
             started = time.monotonic()
             answers = [client.publish(queue, n) for n in range(10)]
-            assert time.monotonic() - started >= 1  # it waited for the next window
+            assert time.monotonic() - started >= 1
             assert set(published_ids(client, queue)) >= {a.id for a in answers}
             assert len(set(published_ids(client, queue))) == len(published_ids(client, queue))
     finally:
