@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import msgspec
 
 from cairn_client.errors import CairnError, ConnectionFailed, error_of
 from cairn_client.models import Event
-from cairn_client.session import Call, Session, backoff, position_of
-from cairn_client.steps import Chunk, Close, Emit, Open, ReadAll, Sleep, Stream
+from cairn_client.session import Call, Params, Session, backoff, position_of
+from cairn_client.steps import Chunk, Close, Emit, Open, ReadAll, Sleep, Step, Stream
 
 log = logging.getLogger("cairn_client")
 
@@ -55,16 +55,22 @@ class SseParser:
 
     retry_ms: int | None = None
     _pending: bytes = b""
+    _after_cr: bool = False
     _data: list[str] = field(default_factory=list)
     _event: str = ""
     _id: str | None = None
 
     def feed(self, chunk: bytes) -> list[Frame]:
+        if not chunk:
+            return []
+        if self._after_cr:
+            self._after_cr = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]  # the LF of a CRLF whose CR ended the previous chunk
         text = self._pending + chunk
-        # A chunk that ends in CR may be half of a CRLF: keep the CR for the next chunk.
-        cut = len(text) - 1 if text.endswith(b"\r") else len(text)
-        lines = _LINE_BREAK.split(text[:cut])
-        self._pending = lines.pop() + text[cut:]
+        lines = _LINE_BREAK.split(text)
+        self._pending = lines.pop()
+        self._after_cr = text.endswith(b"\r")
         frames = []
         for raw in lines:
             frame = self._line(raw.decode("utf-8", errors="replace"))
@@ -94,66 +100,83 @@ class SseParser:
         return None
 
 
+@dataclass(slots=True)
+class _Feed:
+    last: int | None
+    """The position of the last event handed out: where to resume."""
+    connected: bool = False
+    failures: int = 0
+    """Connections that failed in a row."""
+    retry_ms: int = DEFAULT_RETRY_MS
+
+
 def follow(
     session: Session, after: int | None, queue: str | None, types: Sequence[str] | None
 ) -> Stream[Event]:
     """Every event after ``after`` (from now when ``None``) that matches, in position order,
     each once, for as long as it is iterated."""
-    last = after
-    connected = False
-    failures = 0
-    retry_ms = DEFAULT_RETRY_MS
+    feed = _Feed(after)
     params = {"queue": queue, "types": ",".join(types) if types else None}
     while True:
-        headers = {"accept": "text/event-stream"}
-        if last is not None:
-            headers["last-event-id"] = str(last)
-        call = Call("GET", "/v1/events/stream", _never, params=params, headers=headers)
-        request = session.request(call, read_timeout=max(session.timeout, 3 * HEARTBEAT_S))
         reason: object
         try:
-            stream = yield Open(request)
+            reason = yield from _connection(session, feed, params)
         except httpx.TransportError as error:
             reason = error
-        else:
-            response = stream.response
-            if response.status_code != 200:
-                yield ReadAll(stream)
-                yield Close(stream)
-                refusal = error_of(response)
-                if response.status_code not in _RETRIED_STATUSES:
-                    raise refusal
-                reason = refusal
-            else:
-                connected, failures = True, 0
-                if last is None:
-                    last = position_of(response)  # "from now": where now was
-                parser = SseParser()
-                try:
-                    while chunk := (yield Chunk(stream)):
-                        for frame in parser.feed(chunk):
-                            event = _event_of(frame)
-                            if event is None or (last is not None and event.position <= last):
-                                continue  # never a duplicate
-                            last = event.position
-                            yield Emit(event)
-                    reason = "the server ended the stream"
-                except httpx.TransportError as error:
-                    reason = error
-                yield Close(stream)
-                retry_ms = parser.retry_ms or retry_ms
-        if not connected and failures >= session.retries:
+        if not feed.connected and feed.failures >= session.retries:
             if isinstance(reason, CairnError):
                 raise reason
-            raise ConnectionFailed(f"GET /v1/events/stream: {reason!r}") from (
-                reason if isinstance(reason, BaseException) else None
-            )
-        delay = min(backoff(failures), retry_ms / 1000)
-        failures += 1
+            cause = reason if isinstance(reason, BaseException) else None
+            raise ConnectionFailed(f"GET /v1/events/stream: {reason!r}") from cause
+        delay = min(backoff(feed.failures), feed.retry_ms / 1000)
+        feed.failures += 1
         log.info(
-            "cairn_client feed reconnecting after position %s in %.2f s: %s", last, delay, reason
+            "cairn_client feed reconnecting after position %s in %.2f s: %s",
+            feed.last,
+            delay,
+            reason,
         )
         yield Sleep(delay)
+
+
+def _connection(
+    session: Session, feed: _Feed, params: Params
+) -> Generator[Step | Emit[Event], Any, object]:
+    """One connection to the feed: hands out its new events, and answers why it ended (to
+    reconnect); raises a refusal that reconnecting cannot cure."""
+    headers = {"accept": "text/event-stream"}
+    if feed.last is not None:
+        headers["last-event-id"] = str(feed.last)
+    call = Call("GET", "/v1/events/stream", _never, params=params, headers=headers)
+    stream = yield Open(session.request(call, read_timeout=max(session.timeout, 3 * HEARTBEAT_S)))
+    response = stream.response
+    reason: object
+    try:
+        if response.status_code != 200:
+            yield ReadAll(stream)
+            refusal = error_of(response)
+            if response.status_code not in _RETRIED_STATUSES:
+                raise refusal
+            reason = refusal
+        else:
+            feed.connected, feed.failures = True, 0
+            if feed.last is None:
+                feed.last = position_of(response)  # "from now": where now was
+            parser = SseParser()
+            while chunk := (yield Chunk(stream)):
+                for frame in parser.feed(chunk):
+                    event = _event_of(frame)
+                    if event is None or (feed.last is not None and event.position <= feed.last):
+                        continue  # never a duplicate
+                    feed.last = event.position
+                    yield Emit(event)
+                feed.retry_ms = parser.retry_ms or feed.retry_ms
+            reason = "the server ended the stream"
+    except (httpx.TransportError, CairnError):
+        yield Close(stream)
+        raise
+    yield Close(stream)
+    return reason
 
 
 def _event_of(frame: Frame) -> Event | None:

@@ -52,13 +52,13 @@ class _Descriptor:
     def _bind(self, instance: Any, run: Callable[[Any], Any]) -> Callable[..., Any]:
         build = self._build
 
-        @functools.wraps(build)
         def bound(*args: Any, **kwargs: Any) -> Any:
             return run(build(instance, *args, **kwargs))
 
-        # Cache it on the instance (when it has a __dict__): the next lookup is a dict hit.
+        # A client keeps its bound methods (the next lookup is a dict hit) and gives them the
+        # operation's name and docstring; a delivery (a Struct: no __dict__) is used once.
         if hasattr(instance, "__dict__"):
-            instance.__dict__[self.__name__] = bound
+            instance.__dict__[self.__name__] = functools.wraps(build)(bound)
         return bound
 
 
