@@ -11,20 +11,9 @@ import pytest
 from cairn_client import Client, QueueSettings
 
 from tests.api.conftest import Server, make_server
-from tests.postgres import drop
-from tests.postgres import fresh_database as fresh_postgres
 
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    url = fresh_postgres() if request.param == "postgres" else None
-    running = make_server(tmp_path_factory.mktemp("cairn"), database_url=url).start()
-    yield running
-    running.stop()
-    if url is not None:
-        drop(url)
+# The brokers of tests/api, on both stores: one per module, SQLite and PostgreSQL.
+from tests.api.conftest import server as server
 
 
 @pytest.fixture(scope="module")

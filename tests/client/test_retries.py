@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from cairn_client import Client, ConnectionFailed, Published, RateLimited, Unava
 
 from tests.api.conftest import Server, make_server
 from tests.api.test_cluster import PostgresProcess
+from tests.api.test_cluster import private_postgres as private_postgres
 from tests.client.conftest import new_queue
 from tests.client.proxy import Proxy
 
@@ -97,15 +97,6 @@ def test_connection_errors_are_retried_until_the_server_is_back(tmp_path: Path) 
             assert published_ids(client, queue) == [published.id]
     finally:
         server.stop()
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresProcess]:
-    postgres = PostgresProcess()
-    postgres.init()
-    postgres.start()
-    yield postgres
-    postgres.remove()
 
 
 def test_503_is_retried_until_the_store_is_back_and_the_command_happens_once(
