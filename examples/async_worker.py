@@ -15,23 +15,25 @@ import sys
 
 from cairn_client import AsyncClient, AsyncDelivery, Conflict
 
+log = logging.getLogger("worker")
 URL = os.environ.get("CAIRN_URL", "http://127.0.0.1:8080")
 TOKEN = os.environ.get("CAIRN_TOKEN")
 
 
 async def handle(message: AsyncDelivery) -> None:
     await asyncio.sleep(0.1)  # stands for the real work: a call to another service, say
-    print(f"handled {message.body!r} (attempt {message.receive_count})", flush=True)
+    log.info("handled %r (attempt %d)", message.body, message.receive_count)
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     queue = sys.argv[1] if len(sys.argv) > 1 else "orders"
     async with AsyncClient(URL, token=TOKEN) as client:
         with contextlib.suppress(Conflict):  # it exists already
             await client.create_queue(queue)
         await client.consume(queue, handle, concurrency=16)
-    print("worker stopped", flush=True)
+    log.info("worker stopped")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 
 from cairn_client import Client, Conflict, Delivery
 
+log = logging.getLogger("worker")
 URL = os.environ.get("CAIRN_URL", "http://127.0.0.1:8080")
 TOKEN = os.environ.get("CAIRN_TOKEN")  # a token with consume:<queue>, when auth is on
 
@@ -25,11 +26,13 @@ def handle(message: Delivery) -> None:
     order = message.body
     if not isinstance(order, dict) or "order" not in order:
         raise ValueError(f"not an order: {order!r}")  # nacked; dead-lettered after 5 tries
-    print(f"handled order {order['order']} (attempt {message.receive_count})", flush=True)
+    log.info("handled order %s (attempt %d)", order["order"], message.receive_count)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Handlers run in threads: logging writes whole lines (print may interleave them).
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     queue = sys.argv[1] if len(sys.argv) > 1 else "orders"
     dead_letters = f"{queue}-dlq"
     with Client(URL, token=TOKEN) as client:
@@ -38,7 +41,7 @@ def main() -> None:
         with contextlib.suppress(Conflict):
             client.create_queue(queue, max_receive_count=5, dead_letter_queue=dead_letters)
         client.consume(queue, handle, concurrency=4)
-    print("worker stopped", flush=True)
+    log.info("worker stopped")
 
 
 if __name__ == "__main__":

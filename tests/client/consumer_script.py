@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 
 from cairn_client import AsyncClient, AsyncDelivery, Client, Delivery
 
+_saying = threading.Lock()
+
 
 def say(what: str, message_id: str) -> None:
-    print(what, message_id, flush=True)
+    with _saying:  # handlers run in threads: one whole line at a time
+        print(what, message_id, flush=True)
 
 
 def run_sync(url: str, queue: str, seconds: float) -> None:
