@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from cairn_client import Client, Conflict, Delivery
+from cairn_client import Client, Conflict, Delivery, Forbidden
 
 log = logging.getLogger("worker")
 URL = os.environ.get("CAIRN_URL", "http://127.0.0.1:8080")
@@ -36,9 +36,11 @@ def main() -> None:
     queue = sys.argv[1] if len(sys.argv) > 1 else "orders"
     dead_letters = f"{queue}-dlq"
     with Client(URL, token=TOKEN) as client:
-        with contextlib.suppress(Conflict):  # it exists already
+        # Conflict: it exists already. Forbidden: this token may only consume (then the queue
+        # is someone else's to create).
+        with contextlib.suppress(Conflict, Forbidden):
             client.create_queue(dead_letters)
-        with contextlib.suppress(Conflict):
+        with contextlib.suppress(Conflict, Forbidden):
             client.create_queue(queue, max_receive_count=5, dead_letter_queue=dead_letters)
         client.consume(queue, handle, concurrency=4)
     log.info("worker stopped")
