@@ -37,6 +37,10 @@ APPS: Final[dict[str, dict[str, Any]]] = {
 class CheckpointRow(msgspec.Struct):
     name: Annotated[str, Meta(max_length=64)]
     position: int = 0
+    failing_position: int | None = None
+    """The event the projector has failed to apply (the next after ``position``), if it has."""
+    failing_since: int | None = None
+    """When it first failed to apply that event: microseconds since the epoch."""
 
 
 CHECKPOINTS: Final = Table("projection_checkpoints", CheckpointRow, key=("name",))

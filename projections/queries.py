@@ -17,7 +17,9 @@ from broker.events import StoredEvent, TypedAttribute
 from broker.ports import EventStore
 from broker.state import from_us
 from broker.store.sql import Database, Sql
+from projections.runner import checkpoint
 from projections.views.messages import MESSAGE_VIEWS, MessageViewRow
+from projections.views.projector import ViewsProjector
 from projections.views.queues import QUEUE_VIEWS, QueueViewRow
 
 PublicStatus: TypeAlias = Literal[
@@ -239,12 +241,20 @@ def _message_row(conn: Sql, queue: str | None, message_id: str) -> MessageViewRo
 
 async def get_message(
     views: Database, store: EventStore, queue: str | None, message_id: str, now: int
-) -> MessageResource | None:
-    """The message with its history; ``queue`` None finds it by id alone, in any live queue."""
-    row = await views.snapshot(lambda conn: _message_row(conn, queue, message_id))
+) -> tuple[MessageResource | None, int]:
+    """The message with its history (``queue`` None finds it by id alone, in any live queue),
+    and the position both reflect. The log runs ahead of the read model: a history read to the
+    log's end would show an ack beside a status still in flight. So the row and the views
+    projection's checkpoint are read in one snapshot, and the history stops at that
+    checkpoint (API.md v1.2: status and history describe one position)."""
+
+    def read(conn: Sql) -> tuple[MessageViewRow | None, int]:
+        return _message_row(conn, queue, message_id), checkpoint(conn, ViewsProjector.name)
+
+    row, position = await views.snapshot(read)
     if row is None:
-        return None
-    return await message_resource(store, row, now)
+        return None, position
+    return await message_resource(store, row, now, until=position), position
 
 
 async def message_resource(

@@ -284,8 +284,8 @@ async def get_message(request: Request) -> Response:
             at, when = then.position, f" at position {then.position}"
             found = await as_of.get_message(s.views, s.store, name, message_id, at, then.now)
         else:
-            at = await s.read_position(query.min_position)
-            found = await queries.get_message(s.views, s.store, name, message_id, now_us())
+            await s.read_position(query.min_position)
+            found, at = await queries.get_message(s.views, s.store, name, message_id, now_us())
     except queries.QueueMissing:
         raise QueueNotFoundError(f"queue {name!r} does not exist{when}") from None
     if found is None:
@@ -305,8 +305,8 @@ async def get_message(request: Request) -> Response:
 async def find_message(request: Request) -> Response:
     s = services(request)
     message_id = _message_id(request)
-    at = await s.read_position(read_query(request).min_position)
-    found = await queries.get_message(s.views, s.store, None, message_id, now_us())
+    await s.read_position(read_query(request).min_position)
+    found, at = await queries.get_message(s.views, s.store, None, message_id, now_us())
     # A message of a queue the caller may not read does not exist, as far as it can tell.
     if found is None or not principal(request).can_read(found.queue):
         raise MessageNotFoundError(f"message {message_id!r} not found")

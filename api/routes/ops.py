@@ -10,7 +10,7 @@ from api.endpoints import Endpoints
 from api.responses import json_response
 from api.routes.queues import now_us, read_query
 from api.schemas import Health, ProjectionInfo, ProjectionsResponse, ReadQuery
-from api.services import services
+from api.services import Services, services
 from broker.errors import BrokerError
 from projections import queries, redis_streams
 
@@ -22,7 +22,12 @@ async def healthz(request: Request) -> Response:
     return json_response(Health("ok"))
 
 
-@endpoints.add("GET", "/readyz", "The store answers", responses={200: Health, 503: Health})
+@endpoints.add(
+    "GET",
+    "/readyz",
+    "The store answers and no projection is stuck",
+    responses={200: Health, 503: Health},
+)
 async def readyz(request: Request) -> Response:
     s = services(request)
     checks: dict[str, str] = {}
@@ -31,12 +36,28 @@ async def readyz(request: Request) -> Response:
         checks["store"] = "ok"
     except BrokerError as error:
         checks["store"] = f"unavailable: {error.detail}"
+    else:  # (the read models are in the store's database, or in a file beside it)
+        checks["projections"] = await _projections_check(s)
     if s.writer.failing is not None:  # reads work, writes do not (a full disk, say)
         checks["store"] = f"refusing writes: {s.writer.failing}"
     if s.redis is not None:
         checks["redis"] = "ok" if await redis_streams.ping(s.redis) else "unavailable"
     ready = all(v == "ok" for v in checks.values()) and not s.shutdown.is_set()
     return json_response(Health("ok" if ready else "unavailable", checks), 200 if ready else 503)
+
+
+async def _projections_check(s: Services) -> str:
+    """``ok``, or which projections are stuck at which event. Not the error: it may name a
+    queue, and ``/readyz`` is open to anyone; the projector's log has it."""
+    try:
+        stuck = await s.runner.stuck()
+    except BrokerError as error:
+        return f"unavailable: {error.detail}"
+    said = [
+        f"{each.projection} stuck at position {each.position} for {each.for_s:.0f} s"
+        for each in stuck
+    ]
+    return "; ".join(said) or "ok"
 
 
 @endpoints.add(

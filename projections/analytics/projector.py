@@ -66,7 +66,7 @@ class AnalyticsProjector:
         tallies: dict[tuple[str, int], Tally] = defaultdict(Tally)
         published: dict[str, int] = {}
         leaving: list[str] = []
-        acks: list[tuple[Tally, str, int]] = []
+        acks: list[tuple[Tally, str, int, int]] = []
         clock = _Clock()
         for stored in batch:
             kind = stored.type
@@ -76,6 +76,10 @@ class AnalyticsProjector:
                 leaving.append(message_id)
             if kind not in _COUNTED:
                 continue  # leases extended or expired, queue settings, ...: nothing counted
+            # Had the batch been cut just before this event, the publish times older than
+            # this would have been pruned already (``_prune``): an ack must not find them here
+            # either, so that where batches are cut changes nothing.
+            kept_from = clock.latest - PENDING_KEPT_S * _US
             at = clock.us(stored.at)
             tally = tallies[(stored.queue, at // _US // FINEST * FINEST)]
             match kind:
@@ -88,7 +92,7 @@ class AnalyticsProjector:
                 case "message.acked":
                     assert message_id is not None
                     tally.counts["acked"] += 1
-                    acks.append((tally, message_id, at))
+                    acks.append((tally, message_id, at, kept_from))
                 case "message.nacked":
                     tally.nacked(_nacked.decode(stored.data).reason)
                 case "message.dead_lettered":
@@ -98,11 +102,12 @@ class AnalyticsProjector:
                 case "queue.purged":
                     tally.counts["purged"] += _purged.decode(stored.data).purged
 
-        since = _published_at(conn, {m for _, m, _ in acks if m not in published})
-        for tally, message_id, at in acks:
+        since = _published_at(conn, {m for _, m, _, _ in acks if m not in published})
+        for tally, message_id, at, kept_from in acks:
             start = published.get(message_id, since.get(message_id))
-            if start is not None:  # else published before what is kept: no dwell sample
+            if start is not None and start >= kept_from:
                 tally.dwell.add((at - start) / _US)
+            # else published before what is kept (a lease extended for weeks): no sample
 
         gone = set(leaving)
         conn.executemany(
@@ -177,7 +182,9 @@ def _merge_into(conn: Sql, size: int, fine: dict[tuple[str, int], Tally]) -> Non
 
 
 def _prune(conn: Sql, latest_us: int) -> None:
-    """Drop fine buckets past what is kept of them, and publish times no ack can follow."""
+    """Drop fine buckets past what is kept of them, and publish times older than any message
+    stays unless its lease is extended for weeks. By the time of the events, not the clock:
+    a bucket or publish time pruned is one that every cut of the log into batches prunes."""
     latest = latest_us // _US
     for size, after in PRUNED_AFTER_S.items():
         conn.execute(

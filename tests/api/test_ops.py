@@ -12,7 +12,8 @@ from tests.api.conftest import Server
 def test_health_and_readiness(http: httpx.Client) -> None:
     assert http.get("/healthz").json() == {"status": "ok", "checks": {}}
     ready = http.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"store": "ok"}
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"store": "ok", "projections": "ok"}
 
 
 def test_openapi_describes_every_v1_route_with_schemas(http: httpx.Client) -> None:
