@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from kio.schema.errors import ErrorCode
 
-from api.kafka import fetch, metadata, produce, sasl
+from api.kafka import fetch, groups, metadata, offsets, produce, sasl
 from api.kafka.codec import build, respond, response_class
 from api.kafka.door import Api, Connection, Door
 
@@ -50,6 +50,15 @@ APIS: Final[dict[int, Api]] = {
         Api(1, "Fetch", (4, 12), fetch.fetch),
         Api(2, "ListOffsets", (1, 7), fetch.list_offsets),
         Api(3, "Metadata", (1, 12), metadata.metadata),
+        Api(8, "OffsetCommit", (2, 8), offsets.offset_commit),
+        Api(9, "OffsetFetch", (1, 7), offsets.offset_fetch),
+        Api(10, "FindCoordinator", (0, 3), groups.find_coordinator),
+        Api(11, "JoinGroup", (0, 7), groups.join_group),
+        Api(12, "Heartbeat", (0, 4), groups.heartbeat),
+        Api(13, "LeaveGroup", (0, 4), groups.leave_group),
+        Api(14, "SyncGroup", (0, 5), groups.sync_group),
+        Api(15, "DescribeGroups", (0, 5), groups.describe_groups),
+        Api(16, "ListGroups", (0, 4), groups.list_groups),
         Api(17, "SaslHandshake", (0, 1), sasl.handshake, before_auth=True),
         Api(API_VERSIONS, "ApiVersions", (0, 3), api_versions, before_auth=True),
         Api(22, "InitProducerId", (0, 4), produce.init_producer_id),

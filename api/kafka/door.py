@@ -14,6 +14,7 @@ from api.settings import Settings
 from broker.kafka import KafkaState
 
 if TYPE_CHECKING:
+    from api.kafka.groups import Coordinator
     from api.kafka.nodes import Nodes
     from api.kafka.topics import Topics
 
@@ -28,6 +29,7 @@ class Door:
     authenticator: Authenticator | None
     topics: Topics
     nodes: Nodes
+    coordinator: Coordinator
 
     @property
     def settings(self) -> Settings:
