@@ -105,15 +105,23 @@ async def _partition(
         return _failed(0, ErrorCode.offset_out_of_range, end, start), 0
     batches = Batches(budget, at_least_one=first)
     record = event_record if topic.events else message_record
-    at = offset
-    while not batches.full:
-        events: list[StoredEvent] = await door.topics.read(topic, at, _READ)
-        for stored in events:
-            if not batches.add(record(stored)):
-                break
-        if len(events) < _READ:
-            break
-        at = events[-1].position + 1
+    # The next look at the log is read (on the store's thread) while this one is packed.
+    ahead: asyncio.Future[list[StoredEvent]] | None = asyncio.ensure_future(
+        door.topics.read(topic, offset, _READ)
+    )
+    try:
+        while ahead is not None and not batches.full:
+            events = await ahead
+            ahead = None
+            if len(events) == _READ:
+                after = events[-1].position + 1
+                ahead = asyncio.ensure_future(door.topics.read(topic, after, _READ))
+            for stored in events:
+                if not batches.add(record(stored)):
+                    break
+    finally:
+        if ahead is not None:
+            ahead.cancel()
     data = batches.bytes()
     if batches.last is not None:
         end = max(end, batches.last + 1)

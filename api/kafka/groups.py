@@ -249,25 +249,21 @@ def _not_coordinator(door: Door) -> bool:
 
 
 async def find_coordinator(door: Door, conn: Connection, request: Any) -> Any:
-    coordinator = door.nodes.coordinator()
+    def unavailable(why: str) -> Any:
+        return respond(
+            request,
+            error_code=ErrorCode.coordinator_not_available,
+            error_message=why,
+            node_id=-1,
+            host="",
+            port=-1,
+        )
+
     if getattr(request, "key_type", GROUP_KEY) != GROUP_KEY:
-        return respond(
-            request,
-            error_code=ErrorCode.coordinator_not_available,
-            error_message="transactions are not offered",
-            node_id=-1,
-            host="",
-            port=-1,
-        )
+        return unavailable("transactions are not offered")
+    coordinator = door.nodes.coordinator()
     if coordinator is None:
-        return respond(
-            request,
-            error_code=ErrorCode.coordinator_not_available,
-            error_message="no node coordinates the groups yet",
-            node_id=-1,
-            host="",
-            port=-1,
-        )
+        return unavailable("no node coordinates the groups yet")
     return respond(
         request,
         error_code=ErrorCode.none,

@@ -37,7 +37,6 @@ _ATTRIBUTES_AT: Final = 21
 _CRC_AT: Final = 17
 _LOG_APPEND_TIME: Final = 0x08
 _MAX_DELTA: Final = 2**31 - 1
-_UNBOUNDED: Final = 2**31 - 1
 
 Header = tuple[str, bytes | None]
 
@@ -88,7 +87,9 @@ def message_record(stored: StoredEvent) -> Record:
         _ms(stored.at),
         None if published.key is None else published.key.encode(),
         body_value(bytes(published.body)),
-        [(name, value.encode()) for name, value in published.attributes.items()],
+        [(name, value.encode()) for name, value in published.attributes.items()]
+        if published.attributes
+        else [],
     )
 
 
@@ -103,6 +104,9 @@ def event_record(stored: StoredEvent) -> Record:
             headers.append(("tracestate", trace.tracestate.encode()))
     key = stored.message_id if stored.message_id is not None else stored.queue
     return Record(stored.position, _ms(stored.at), key.encode(), stored.json(), headers)
+
+
+_size_of: Final = DefaultRecordBatchBuilder.size_of
 
 
 class Batches:
@@ -122,31 +126,29 @@ class Batches:
         """The offset of the last record taken."""
         self.full = False
 
-    @property
-    def size(self) -> int:
-        return len(self._out) + (self._builder.size() if self._builder is not None else 0)
-
     def add(self, record: Record) -> bool:
         """Take the record if it fits; False (and ``full``) when it does not."""
+        offset, timestamp, key, value, headers = record
         builder = self._builder
-        if builder is not None and (
-            record.timestamp != self._timestamp or record.offset - self._base > _MAX_DELTA
-        ):
+        if builder is not None:
+            if timestamp == self._timestamp and offset - self._base <= _MAX_DELTA:
+                # The builder refuses (None) a record that would take the batch past its size
+                # (never its first): its size is the room the budget had when it began.
+                if builder.append(offset - self._base, timestamp, key, value, headers) is None:
+                    self.full = True
+                    return False
+                self.last = offset
+                return True
             self._close()
-            builder = None
-        extra = DefaultRecordBatchBuilder.size_of(record.key, record.value, record.headers)
-        if builder is None:
-            extra += BATCH_HEADER.size
-        if (self.last is not None or not self._at_least_one) and self.size + extra > self.budget:
+        room = self.budget - len(self._out)
+        must_fit = self.last is not None or not self._at_least_one
+        if must_fit and BATCH_HEADER.size + _size_of(key, value, headers) > room:
             self.full = True
             return False
-        if builder is None:
-            builder = self._builder = DefaultRecordBatchBuilder(MAGIC, 0, 0, -1, -1, -1, _UNBOUNDED)
-            self._base, self._timestamp = record.offset, record.timestamp
-        builder.append(
-            record.offset - self._base, record.timestamp, record.key, record.value, record.headers
-        )
-        self.last = record.offset
+        builder = self._builder = DefaultRecordBatchBuilder(MAGIC, 0, 0, -1, -1, -1, max(room, 0))
+        self._base, self._timestamp = offset, timestamp
+        builder.append(0, timestamp, key, value, headers)
+        self.last = offset
         return True
 
     def _close(self) -> None:
