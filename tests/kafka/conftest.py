@@ -97,11 +97,12 @@ def read_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def node(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Node]:
-    """A broker with its Kafka door for a module's tests, on each store."""
+    """A broker with its Kafka door, on each store, shared by the modules that need nothing
+    else of it (each test makes queues of its own)."""
     url = fresh_postgres() if request.param == "postgres" else None
     running = kafka_node(tmp_path_factory.mktemp("cairn"), database_url=url).start()
     yield running
