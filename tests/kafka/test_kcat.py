@@ -7,8 +7,11 @@ import json
 import subprocess
 import time
 
+import boto3
 import httpx
 import msgspec
+import pytest
+from botocore.exceptions import ClientError
 
 from tests.kafka.conftest import Node, kcat, new_queue
 from tests.kafka.wire import produce_batch
@@ -159,11 +162,23 @@ def test_a_native_publish_takes_a_key_and_shows_it(
     assert too_long.json()["errors"][0]["field"] == "body.key"
 
 
-def test_the_logs_topic_name_and_kafkas_prefix_are_no_queue_names(http: httpx.Client) -> None:
+def test_the_logs_topic_name_and_kafkas_prefix_are_no_queue_names(
+    node: Node, http: httpx.Client
+) -> None:
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=node.url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
     for name in ("cairn.events", "__consumer_offsets"):
         refused = http.post("/v1/queues", json={"name": name})
         assert refused.status_code == 422
         assert "reserved" in refused.json()["detail"]
+        with pytest.raises(ClientError) as through_sqs:
+            sqs.create_queue(QueueName=name)
+        assert through_sqs.value.response["Error"]["Code"] == "InvalidParameterValue"
 
 
 def test_an_unknown_topic_is_unknown_to_a_producer(node: Node) -> None:
