@@ -3,6 +3,7 @@ broker's lifespan."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp
 from api import logs, openapi, services
 from api.endpoints import Endpoint, routes
 from api.guard import Guard, RateLimiter
+from api.kafka import serve as kafka
 from api.metrics import Metrics
 from api.middleware import Gateway
 from api.routes import analytics, events, messages, ops, queues
@@ -60,7 +62,10 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.services = await services.start(settings, metrics, redis)
+        running = app.state.services = await services.start(settings, metrics, redis)
+        if settings.kafka_port is not None:
+            door = kafka.door_of(running)
+            running.tasks.append(asyncio.create_task(kafka.serve(door), name="cairn-kafka"))
         # What start-up made (modules, routes, schemas, the store's objects) lives as long as
         # the process: out of the cycle collector's way, so that its full collections do not
         # walk it again and again (under load they took ~12% of a publish's CPU).

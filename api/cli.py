@@ -100,6 +100,23 @@ def _serve_parser(sub: Any) -> None:
         choices=("process", "embedded"),
         help="apply projections in a process of their own (default) or in each worker",
     )
+    p.add_argument("--kafka-port", type=int, help="also speak the Kafka protocol on this port")
+    p.add_argument("--kafka-advertised-host", help="the host Kafka clients are told to connect to")
+    p.add_argument(
+        "--kafka-advertised-port", type=int, help="the port Kafka clients are told to connect to"
+    )
+    p.add_argument("--kafka-node-id", type=int, help="this node's Kafka broker id (default 0)")
+    p.add_argument(
+        "--kafka-max-request-bytes",
+        type=int,
+        help="largest Kafka request after authentication (default 100 MiB)",
+    )
+    p.add_argument(
+        "--kafka-auto-create",
+        action="store_const",
+        const=True,
+        help="a Kafka client naming an unknown topic creates the queue",
+    )
     p.add_argument(
         "--durability",
         choices=("full", "normal"),
@@ -194,6 +211,9 @@ def serve(args: argparse.Namespace) -> int:
         _Stop.deferred = False
     if _Stop.requested:
         return 0
+    taken = _kafka_port_taken(settings)
+    if taken is not None:
+        return _fail(f"--kafka-port {settings.kafka_port}: {taken}", 1)
     os.environ.update(config.to_env(settings))
     projector = _Supervised([sys.executable, "-m", "api.projector"])
     try:
@@ -239,6 +259,23 @@ def _check_port(host: str, port: int) -> None:
             raise ConfigError(
                 f"--port {port}: cannot listen on {host}:{port} ({error.strerror})"
             ) from None
+
+
+def _kafka_port_taken(settings: Settings) -> str | None:
+    """Why the Kafka port cannot be listened on, if it cannot (the workers would otherwise
+    wait for it for ever, each thinking another has it)."""
+    if settings.kafka_port is None:
+        return None
+    import socket
+
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.host, settings.kafka_port))
+        except OSError as error:
+            return error.strerror or str(error)
+    return None
 
 
 class _Supervised:

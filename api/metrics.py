@@ -109,6 +109,28 @@ class Metrics:
             registry=r,
         )
 
+        self.kafka_connections = Gauge(
+            "cairn_kafka_connections", "Kafka protocol connections open", registry=r
+        )
+        self.kafka_connections_closed = Counter(
+            "cairn_kafka_connections_closed",
+            "Kafka protocol connections closed, by why",
+            ["reason"],
+            registry=r,
+        )
+        self.kafka_requests = Counter(
+            "cairn_kafka_requests",
+            "Kafka protocol requests answered, by API and the first error of the answer",
+            ["api", "error"],
+            registry=r,
+        )
+        self.kafka_produce_bytes = Counter(
+            "cairn_kafka_produce_bytes", "Record batch bytes produced through Kafka", registry=r
+        )
+        self.kafka_fetch_bytes = Counter(
+            "cairn_kafka_fetch_bytes", "Record batch bytes fetched through Kafka", registry=r
+        )
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # The labelled series, looked up once per (method, route, status): ``labels()`` takes
         # a lock and builds a key each call. Bounded: routes are templates, methods the few

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
 
@@ -45,7 +47,7 @@ async def long_poll(
                 watcher = asyncio.create_task(_watch_disconnect(request, gone))
             s.metrics.waiting.inc()
             try:
-                await _first_of((changed, s.shutdown, gone), remaining)
+                await first_of([changed.wait(), s.shutdown.wait(), gone.wait()], remaining)
             finally:
                 s.metrics.waiting.dec()
             if gone.is_set():
@@ -62,8 +64,10 @@ async def _watch_disconnect(request: Request, gone: asyncio.Event) -> None:
     gone.set()
 
 
-async def _first_of(events: tuple[asyncio.Event, ...], wait_s: float) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+async def first_of(waits: Iterable[Awaitable[Any]], wait_s: float) -> None:
+    """Wait until the first of ``waits`` is done, or ``wait_s`` has passed; the others are
+    cancelled."""
+    waiters = [asyncio.ensure_future(wait) for wait in waits]
     try:
         await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
     finally:

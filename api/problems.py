@@ -41,6 +41,8 @@ _STATUS_OF: Final[dict[type[errors.BrokerError], int]] = {
     errors.MessageTooLargeError: 413,
     errors.InvalidCommandError: 422,
     errors.IdempotencyKeyReusedError: 422,
+    errors.OutOfOrderSequenceError: 422,
+    errors.ProducerFencedError: 422,
     errors.StoreUnavailableError: 503,
 }
 

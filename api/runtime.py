@@ -26,10 +26,12 @@ import structlog
 
 from api.settings import Settings
 from broker.errors import StoreUnavailableError
+from broker.kafka import KafkaState
 from broker.notify import QueueSignals, Watermark
 from broker.ports import EventStore
 from broker.store import postgres, tortoise
 from broker.store.datagrams import Datagrams
+from broker.store.kafka import SqlKafkaState
 from broker.store.sql import Database
 from broker.store.sqlite import SqliteDatabase, SqliteEventStore, check_usable
 from projections.analytics.projector import AnalyticsProjector
@@ -101,6 +103,8 @@ class Storage:
     store: EventStore
     views: Database
     runner: ProjectionRunner
+    kafka: KafkaState
+    """What the Kafka door keeps beside the log (nodes, producer ids, group offsets)."""
     datagrams: Datagrams | None = None
     """SQLite's wake-ups between the processes of this machine (PostgreSQL has NOTIFY)."""
     _leaderships: list[Leadership] = field(default_factory=list)
@@ -263,10 +267,14 @@ async def open_storage(settings: Settings, *, coalesce_s: float = 0.0) -> Storag
     store: EventStore
     views: Database
     if settings.postgres:
-        store = postgres.PostgresEventStore(settings.database_url, durability=settings.durability)
+        pg_store = postgres.PostgresEventStore(
+            settings.database_url, durability=settings.durability
+        )
+        store, kafka = pg_store, SqlKafkaState(pg_store.database)
         views = postgres.PostgresDatabase(settings.database_url, name="views")
     else:
-        store = SqliteEventStore(settings.sqlite_file, durability=settings.durability)
+        sqlite_store = SqliteEventStore(settings.sqlite_file, durability=settings.durability)
+        store, kafka = sqlite_store, SqlKafkaState(sqlite_store.database)
         views = SqliteDatabase(
             views_file(settings.sqlite_file), table="projection_checkpoints", durability="normal"
         )
@@ -283,7 +291,12 @@ async def open_storage(settings: Settings, *, coalesce_s: float = 0.0) -> Storag
         raise
     datagrams = None if settings.postgres else Datagrams(settings.sqlite_file)
     storage = Storage(
-        settings=settings, store=store, views=views, runner=runner, datagrams=datagrams
+        settings=settings,
+        store=store,
+        views=views,
+        runner=runner,
+        kafka=kafka,
+        datagrams=datagrams,
     )
     runner.on_step = storage.announce_checkpoints
     return storage

@@ -18,6 +18,7 @@ from broker.commands import (
     MaxMessageBytes,
     MaxReceiveCount,
     MessageId,
+    MessageKey,
     NackDelay,
     Priority,
     QueueName,
@@ -67,6 +68,7 @@ class PublishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dedup_id: DedupId | None = None
     priority: Priority = DEFAULT_PRIORITY
     group_id: GroupId | None = None
+    key: MessageKey | None = None
 
 
 class BatchPublishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -115,6 +115,16 @@ class Settings(msgspec.Struct, kw_only=True):
     """The account id in the SQS door's queue URLs and ARNs."""
     sqs_credentials: str | None = None
     """A JSON file of SQS access keys: ``{"<key id>": {"secret", "sub", "scope"}}``."""
+    kafka_port: int | None = None
+    """Speak the Kafka protocol on this port too (off when None)."""
+    kafka_advertised_host: str | None = None
+    """The host Metadata names for this node (default ``host``)."""
+    kafka_advertised_port: int | None = None
+    """The port Metadata names for this node (default ``kafka_port``)."""
+    kafka_node_id: Annotated[int, Meta(ge=0, le=2**31 - 1)] = 0
+    kafka_max_request_bytes: Positive = 100 * 1024 * 1024
+    kafka_auto_create: bool = False
+    """A Metadata or Produce request naming an unknown topic creates its queue."""
 
     def validate(self) -> Settings:
         for field, rule in DURATIONS.items():
@@ -161,7 +171,35 @@ class Settings(msgspec.Struct, kw_only=True):
             raise ConfigError(f"--sqs-account-id {self.sqs_account_id!r} is not 12 digits")
         if self.sqs_credentials is not None:
             _check_sqs_credentials(self.sqs_credentials)
+        self._check_kafka()
         return self
+
+    def _check_kafka(self) -> None:
+        if self.kafka_port is None:
+            return
+        if not 0 < self.kafka_port < 65536:
+            raise ConfigError(f"--kafka-port {self.kafka_port} is not a TCP port (1..65535)")
+        if self.kafka_port == self.port:
+            raise ConfigError(f"--kafka-port {self.kafka_port} is already --port (HTTP)")
+        advertised = self.kafka_advertised_port
+        if advertised is not None and not 0 < advertised < 65536:
+            raise ConfigError(f"--kafka-advertised-port {advertised} is not a TCP port (1..65535)")
+        if self.kafka_advertised_host is None and _wildcard(self.host):
+            # Kafka clients connect to the address Metadata gives them, not the one they
+            # bootstrapped from: "0.0.0.0" would send every client to itself.
+            raise ConfigError(
+                f"--host {self.host} listens on every address: set --kafka-advertised-host to"
+                " the address Kafka clients should connect to"
+            )
+
+    @property
+    def kafka_address(self) -> tuple[str, int]:
+        """The host and port Metadata names for this node."""
+        assert self.kafka_port is not None
+        return (
+            self.kafka_advertised_host or self.host,
+            self.kafka_advertised_port or self.kafka_port,
+        )
 
     @property
     def auth(self) -> bool:
@@ -294,6 +332,15 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name other than localhost may resolve to anything
+
+
+def _wildcard(host: str) -> bool:
+    if host in ("", "*"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 def _explain(message: str, source: dict[str, str]) -> str:

@@ -65,6 +65,18 @@ RedriveAllowPolicy = Annotated[
     ),
 ]
 DEFAULT_MAX_MESSAGE_BYTES: Final = 262144
+MAX_KEY_BYTES: Final = 256
+MessageKey = Annotated[
+    str,
+    Meta(
+        max_length=MAX_KEY_BYTES,
+        description="The message's key (at most 256 bytes of UTF-8); a FIFO queue's group when"
+        " it has no group_id.",
+    ),
+]
+RESERVED_QUEUE_PREFIX: Final = "__"
+EVENTS_TOPIC: Final = "cairn.events"
+"""The Kafka door's topic of the whole log: no queue may have its name."""
 
 
 class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,13 +131,26 @@ class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
     typed_attributes: dict[str, TypedAttribute] = {}
     size: int | None = None
     """The message's size as its door counts it against the queue's ``max_message_bytes``
-    (SQS: body and attributes); None: the JSON body's bytes."""
+    (SQS: body and attributes; Kafka: the record's value); None: the JSON body's bytes."""
+    key: str | None = None
+
+
+class ProducerBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch from an idempotent producer: its id and epoch, and the sequence of the batch's
+    first message (the next ones follow it)."""
+
+    producer_id: int
+    epoch: int
+    base_sequence: int
 
 
 class PublishMessages(Command, frozen=True, kw_only=True):
     """One or many messages; all of them are published or none is."""
 
     messages: tuple[NewMessage, ...]
+    producer: ProducerBatch | None = None
+    """Sent by an idempotent producer: a retried batch publishes nothing again, a gap in its
+    sequence is refused."""
 
 
 class ReceiveMessages(Command, frozen=True, kw_only=True):

@@ -17,8 +17,12 @@ from typing import Final, Literal, TypeAlias, assert_never
 import msgspec
 
 from broker.commands import (
+    EVENTS_TOPIC,
+    GROUP_ID_PATTERN,
+    MAX_KEY_BYTES,
     QUEUE_NAME_PATTERN,
     QUEUE_NAME_RULE,
+    RESERVED_QUEUE_PREFIX,
     AckMessages,
     AnyCommand,
     CancelMoveTask,
@@ -27,6 +31,7 @@ from broker.commands import (
     ExtendLease,
     NackMessage,
     NewMessage,
+    ProducerBatch,
     PublishMessages,
     PurgeQueue,
     QueueSettings,
@@ -46,6 +51,8 @@ from broker.errors import (
     MessageNotFoundError,
     MessageTooLargeError,
     MoveTaskNotFoundError,
+    OutOfOrderSequenceError,
+    ProducerFencedError,
     PurgeNotFoundError,
     QueueExistsError,
     QueueNotFoundError,
@@ -62,6 +69,7 @@ from broker.events import (
     MessagePublished,
     MessageRedriven,
     MessageRestored,
+    ProducedBy,
     QueueCreated,
     QueueDeleted,
     QueueMoveTaskEnded,
@@ -75,6 +83,7 @@ from broker.events import (
 )
 from broker.ids import lease_of, receipt_for
 from broker.state import (
+    SEQUENCE_WRAP,
     SETTINGS,
     MessageState,
     MoveTask,
@@ -93,6 +102,7 @@ SOURCE_MESSAGE_ID = "source_message_id"
 RESERVED_ATTRIBUTES = frozenset({SOURCE_QUEUE, SOURCE_MESSAGE_ID})
 """Set by the broker on dead-lettering, trusted by redrive: publishers may not set them."""
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
+_GROUP_ID = re.compile(GROUP_ID_PATTERN)
 FIFO_SUFFIX: Final = ".fifo"
 
 
@@ -141,6 +151,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     dedup_id: str | None = None
     first_received_at: datetime | None = None
     """When the message was first received: by this receive, or an earlier one."""
+    key: str | None = None
 
 
 class ReceiveReply(msgspec.Struct, frozen=True):
@@ -321,6 +332,14 @@ def _create(view: StateView, command: CreateQueue, ctx: Context) -> Decision:
         raise InvalidCommandError(
             f"{command.queue!r} is not a queue name: {QUEUE_NAME_RULE}", field="name"
         )
+    if command.queue == EVENTS_TOPIC or command.queue.startswith(RESERVED_QUEUE_PREFIX):
+        # Every queue is a Kafka topic of its name: these are the log's topic, and the prefix
+        # Kafka keeps for its own (clients treat such topics as internal).
+        raise InvalidCommandError(
+            f"queue names {EVENTS_TOPIC!r} and names starting {RESERVED_QUEUE_PREFIX!r} are"
+            " reserved",
+            field="name",
+        )
     if view.queue(command.queue) is not None:
         raise QueueExistsError(f"queue {command.queue!r} already exists", field="name")
     settings = settings_for(command.queue, command.settings)
@@ -375,7 +394,15 @@ def _update(view: StateView, command: UpdateQueue, ctx: Context) -> Decision:
 
 def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decision:
     queue = _require(view, command.queue)
-    for index, message in enumerate(command.messages):
+    producer = command.producer
+    if producer is not None:
+        retried = _retried(view, queue, producer, len(command.messages))
+        if retried is not None:
+            return Decision([], PublishReply([retried]))
+    messages = [
+        _keyed(queue, message, index, producer) for index, message in enumerate(command.messages)
+    ]
+    for index, message in enumerate(messages):
         reserved = RESERVED_ATTRIBUTES & message.attributes.keys()
         if reserved:
             # Only the broker writes these (on dead-lettering), and redrive trusts them: a
@@ -386,11 +413,15 @@ def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decisio
                 entry=index,
             )
         _check_message(queue, message, index)
+    produced = None
+    if producer is not None:
+        last = (producer.base_sequence + len(messages) - 1) % SEQUENCE_WRAP
+        produced = ProducedBy(producer.producer_id, producer.epoch, producer.base_sequence, last)
     now = ctx.now_us
     events: list[AnyEvent] = []
     results: list[Published] = []
     first_in_batch: dict[str, Published] = {}
-    for message in command.messages:
+    for message in messages:
         if queue.content_based_dedup and message.dedup_id is None:
             message = msgspec.structs.replace(
                 message, dedup_id=hashlib.sha256(message.body).hexdigest()
@@ -417,6 +448,8 @@ def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decisio
                 priority=message.priority,
                 group_id=message.group_id,
                 typed_attributes=message.typed_attributes,
+                key=message.key,
+                producer=produced,
             )
         )
         published = Published(message.message_id, position, False)
@@ -424,6 +457,68 @@ def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decisio
         if message.dedup_id is not None:
             first_in_batch[message.dedup_id] = published
     return Decision(events, PublishReply(results))
+
+
+def _retried(
+    view: StateView, queue: QueueState, producer: ProducerBatch, count: int
+) -> Published | None:
+    """An idempotent producer's batch against what the queue has seen of it (Kafka's rules):
+    a batch seen before is a retry, answered as it was first (None: a new batch, which must
+    follow the last one without a gap; a new epoch, or a producer the queue does not know,
+    starts again from 0)."""
+    known = view.producer(queue.queue_id, producer.producer_id)
+    first = producer.base_sequence
+    last = (first + count - 1) % SEQUENCE_WRAP
+    if known is not None and producer.epoch < known.epoch:
+        raise ProducerFencedError(
+            f"producer {producer.producer_id} epoch {producer.epoch} is older than epoch"
+            f" {known.epoch}, which queue {queue.name!r} has seen",
+            field="producer",
+        )
+    if known is None or producer.epoch > known.epoch:
+        expected = 0
+    else:
+        for seen in known.seen():
+            if (seen.first_sequence, seen.last_sequence) == (first, last):
+                return Published(seen.message_id, seen.position, True)
+        expected = (known.last_sequence + 1) % SEQUENCE_WRAP
+    if first != expected:
+        raise OutOfOrderSequenceError(
+            f"producer {producer.producer_id} sent sequence {first} to queue {queue.name!r},"
+            f" which expected {expected}",
+            field="producer",
+        )
+    return None
+
+
+def _keyed(
+    queue: QueueState, message: NewMessage, index: int, producer: ProducerBatch | None
+) -> NewMessage:
+    """The message with what its key and its producer stand for: a FIFO queue takes a message
+    without a group into its key's group, and, without content-based deduplication, dedups
+    an idempotent producer's messages by their producer id, epoch and sequence."""
+    if message.key is None and (producer is None or not queue.fifo):
+        return message
+    if message.key is not None and len(message.key.encode()) > MAX_KEY_BYTES:
+        raise InvalidCommandError(
+            f"a key is at most {MAX_KEY_BYTES} bytes of UTF-8", field="key", entry=index
+        )
+    if not queue.fifo:
+        return message
+    changes: dict[str, str] = {}
+    if message.group_id is None and message.key is not None:
+        if not _GROUP_ID.match(message.key):
+            raise InvalidCommandError(
+                f"queue {queue.name!r} is a FIFO queue: the key is the message's group, which"
+                " is 1 to 128 letters, digits and . _ : -",
+                field="key",
+                entry=index,
+            )
+        changes["group_id"] = message.key
+    if message.dedup_id is None and not queue.content_based_dedup and producer is not None:
+        sequence = (producer.base_sequence + index) % SEQUENCE_WRAP
+        changes["dedup_id"] = f"{producer.producer_id}.{producer.epoch}.{sequence}"
+    return msgspec.structs.replace(message, **changes) if changes else message
 
 
 def _check_message(queue: QueueState, message: NewMessage, index: int) -> None:
@@ -500,6 +595,7 @@ def _dead_letter(
             attributes=attributes,
             priority=original.priority,
             group_id=original.group_id,
+            key=original.key,
             reason=reason,
         ),
     ]
@@ -588,6 +684,7 @@ def _receive(view: StateView, command: ReceiveMessages, ctx: Context) -> Decisio
             trace=bodies[message.position].trace,
             typed_attributes=bodies[message.position].typed_attributes,
             dedup_id=bodies[message.position].dedup_id,
+            key=bodies[message.position].key,
             first_received_at=ctx.now
             if message.first_leased_at is None
             else from_us(message.first_leased_at),
@@ -748,6 +845,7 @@ def _redrive(view: StateView, command: RedriveMessages, ctx: Context) -> Decisio
                 attributes=attributes,
                 priority=original.priority,
                 group_id=original.group_id,
+                key=original.key,
             )
         )
     return Decision(events, RedriveReply(len(moving), view.next_position + len(events) - 1))

@@ -48,6 +48,14 @@ class InvalidCommandError(BrokerError):
     settings, a reference to a queue that does not exist."""
 
 
+class OutOfOrderSequenceError(BrokerError):
+    """An idempotent producer's batch does not follow the last one it sent (a gap)."""
+
+
+class ProducerFencedError(BrokerError):
+    """An idempotent producer's epoch is older than one already seen for its id."""
+
+
 class IdempotencyKeyReusedError(BrokerError):
     """The idempotency key was used before with another method, path or body."""
 

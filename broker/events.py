@@ -100,6 +100,18 @@ class MessageEvent(Event, frozen=True, kw_only=True):
     message_id: str
 
 
+class ProducedBy(msgspec.Struct, frozen=True):
+    """Which idempotent producer sent a message (the Kafka door's producers), and the
+    sequences its batch covered: what makes a retry of the batch recognisable. Every message
+    of the batch carries the batch's, so the batch is known even when some of its messages
+    were deduplicated away."""
+
+    producer_id: int
+    epoch: int
+    first_sequence: int
+    last_sequence: int
+
+
 class MessagePublished(MessageEvent, frozen=True, kw_only=True, tag="message.published"):
     body: msgspec.Raw
     attributes: dict[str, str] = {}
@@ -111,6 +123,9 @@ class MessagePublished(MessageEvent, frozen=True, kw_only=True, tag="message.pub
     """Set by the broker on a copy it publishes into a dead-letter queue: why it moved."""
     typed_attributes: dict[str, TypedAttribute] = {}
     """Typed attributes (SQS's MessageAttributes), kept exactly as sent."""
+    key: str | None = None
+    """The message's key (a Kafka record's key): its FIFO group when it has no other."""
+    producer: ProducedBy | None = None
 
 
 class LeaseEvent(MessageEvent, frozen=True, kw_only=True):
@@ -291,6 +306,11 @@ def decode(type_: str, at: str, queue: str, message_id: str | None, data: bytes)
     rest = data[1:].lstrip()
     document = head + (b"," + rest if rest[:1] != b"}" else rest)
     return _decoder.decode(document)
+
+
+def trace_of(data: bytes) -> Trace | None:
+    """The trace context stored in an event's ``data``, if any (it is stored first)."""
+    return _trace_decoder.decode(data).trace if data.startswith(_TRACED) else None
 
 
 def envelope_json(

@@ -73,6 +73,11 @@ class EventStore(Protocol):
     async def head(self) -> int:
         """The last position in the log (0 when empty)."""
 
+    async def last_position(self, queue: str, type_: str, *, before: int | None = None) -> int:
+        """The position of the queue's last event of that type (below ``before``); 0 when
+        there is none. It walks the queue's events back from the end (or ``before``), so it
+        costs what the queue logged since that event, not the queue's history."""
+
     async def position_at(self, at: str) -> int:
         """The position of the last event at or before ``at`` (RFC 3339 as the log spells
         it, ``encode_at``); 0 when there is none."""

@@ -201,6 +201,39 @@ class IdempotencyRecord(msgspec.Struct, frozen=True):
     """The first answer (status, headers, body), once the door that ran the command gave it."""
 
 
+PRODUCER_BATCHES: Final = 5
+"""How many of an idempotent producer's last batches are remembered: librdkafka and the Java
+client keep at most 5 in flight, so a retry is always one of these."""
+PRODUCER_KEPT_S: Final = 86_400
+"""How long an idempotent producer that sends nothing is remembered (Kafka's
+``producer.id.expiration.ms``); after it, a new batch of it must start its sequence again."""
+SEQUENCE_WRAP: Final = 2**31
+"""Sequences are int32 and go on from 0 after the largest."""
+
+
+class ProducerBatchSeen(msgspec.Struct, frozen=True, array_like=True):
+    first_sequence: int
+    last_sequence: int
+    position: int
+    """Where its first message was published: what a retry of it is answered."""
+    message_id: str
+
+
+class ProducerState(msgspec.Struct, frozen=True):
+    """An idempotent producer, as far as one queue has seen it."""
+
+    queue_id: int
+    producer_id: int
+    epoch: Int32
+    last_sequence: Int32
+    batches: str
+    """JSON: its last ``PRODUCER_BATCHES`` batches (``ProducerBatchSeen``), oldest first."""
+    updated_at: int
+
+    def seen(self) -> list[ProducerBatchSeen]:
+        return msgspec.json.decode(self.batches, type=list[ProducerBatchSeen])
+
+
 class PutQueue(msgspec.Struct, frozen=True):
     queue: QueueState
 
@@ -233,8 +266,19 @@ class PutIdempotency(msgspec.Struct, frozen=True):
     record: IdempotencyRecord
 
 
+class PutProducer(msgspec.Struct, frozen=True):
+    producer: ProducerState
+
+
 Change: TypeAlias = (
-    PutQueue | PutMessage | PutGroup | PutDedup | PutPurge | PurgeMessages | PutIdempotency
+    PutQueue
+    | PutMessage
+    | PutGroup
+    | PutDedup
+    | PutPurge
+    | PurgeMessages
+    | PutIdempotency
+    | PutProducer
 )
 
 
@@ -282,6 +326,9 @@ class StateView(Protocol):
     def idempotency(self, subject: str, key: str) -> IdempotencyRecord | None:
         """The command last run by ``subject`` with that idempotency key, if kept."""
 
+    def producer(self, queue_id: int, producer_id: int) -> ProducerState | None:
+        """What the queue has seen of that idempotent producer, if it is remembered."""
+
     def available(self, queue_id: int, now: int, after: int, limit: int) -> list[MessageState]:
         """Ready and waiting messages visible at ``now`` published after position ``after``,
         by position (what a redrive may move)."""
@@ -320,7 +367,8 @@ class StateTx(StateView, Protocol):
         """Store these state changes."""
 
     def prune(self, now: int, finished_before: int) -> int:
-        """Forget dedup keys whose window has closed, idempotency records past their 24 h, the
+        """Forget dedup keys whose window has closed, idempotency records past their 24 h,
+        idempotent producers silent for ``PRODUCER_KEPT_S``, the
         rows of finished messages whose ``visible_at`` is at or before ``finished_before``
         (``FINISHED_KEPT_S``), and those of messages a purge took that is undone (no undo can
         bring them back any more); at most ``PRUNE_BATCH`` message rows per queue and purge.
@@ -476,7 +524,33 @@ def _published(view: StateView, event: MessagePublished, position: int, at: int)
             expires_at=at + DEDUP_WINDOW_S * 1_000_000,
         )
         changes.append(PutDedup(entry))
+    if event.producer is not None:
+        changes.append(PutProducer(_produced(view, queue, event, position, at)))
     return changes
+
+
+def _produced(
+    view: StateView, queue: QueueState, event: MessagePublished, position: int, at: int
+) -> ProducerState:
+    """The producer's state after one of its messages: the first message of a batch adds the
+    batch (keeping the last ``PRODUCER_BATCHES``); the batch's other messages change
+    nothing more."""
+    by = event.producer
+    assert by is not None
+    known = view.producer(queue.queue_id, by.producer_id)
+    seen = [] if known is None or known.epoch != by.epoch else known.seen()
+    if seen and seen[-1].first_sequence == by.first_sequence:
+        assert known is not None
+        return msgspec.structs.replace(known, updated_at=at)
+    seen.append(ProducerBatchSeen(by.first_sequence, by.last_sequence, position, event.message_id))
+    return ProducerState(
+        queue_id=queue.queue_id,
+        producer_id=by.producer_id,
+        epoch=by.epoch,
+        last_sequence=by.last_sequence,
+        batches=msgspec.json.encode(seen[-PRODUCER_BATCHES:]).decode(),
+        updated_at=at,
+    )
 
 
 def _restored(view: StateView, event: MessageRestored, at: int) -> list[Change]:

@@ -76,6 +76,7 @@ class MessageSummary(msgspec.Struct, kw_only=True):
     priority: int
     group_id: str | None
     typed_attributes: dict[str, TypedAttribute]
+    key: str | None = None
 
 
 class MessageResource(MessageSummary, kw_only=True):
@@ -168,6 +169,26 @@ async def get_queue(views: Database, name: str, now: int) -> QueueResource | Non
     return found[0] if found else None
 
 
+async def live_queue_id(views: Database, name: str) -> int | None:
+    """The id of the live queue of that name, if there is one."""
+    rows = await views.snapshot(
+        lambda conn: conn.query(
+            "SELECT queue_id FROM queue_views WHERE NOT deleted AND name = ?", [name]
+        )
+    )
+    return int(rows[0][0]) if rows else None
+
+
+async def live_queue_ids(views: Database) -> list[tuple[str, int]]:
+    """Every live queue's name and id, by name."""
+    rows = await views.snapshot(
+        lambda conn: conn.query(
+            "SELECT name, queue_id FROM queue_views WHERE NOT deleted ORDER BY name"
+        )
+    )
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
 async def queue_depths(views: Database, now: int) -> dict[str, dict[str, int]]:
     """Per live queue: available / delayed / in_flight counts (for metrics)."""
     return {
@@ -200,6 +221,7 @@ class Published(msgspec.Struct):
 
     body: msgspec.Raw
     typed_attributes: dict[str, TypedAttribute] = {}
+    key: str | None = None
 
 
 _published_decoder: Final = msgspec.json.Decoder(Published)
@@ -224,6 +246,7 @@ def summary(row: MessageViewRow, published: Published, now: int) -> MessageSumma
         visible_at=from_us(row.visible_at),
         priority=row.priority,
         group_id=row.group_id,
+        key=published.key,
     )
 
 

@@ -87,6 +87,7 @@ def _new_message(s: Services, req: PublishRequest, field: str, nesting: int) -> 
         dedup_id=req.dedup_id,
         priority=req.priority,
         group_id=req.group_id,
+        key=req.key,
     )
 
 

@@ -15,18 +15,21 @@ from broker.ports import matches_types
 from broker.state import (
     FINISHED,
     LIVE,
+    PRODUCER_KEPT_S,
     PRUNE_BATCH,
     Change,
     DedupEntry,
     GroupState,
     IdempotencyRecord,
     MessageState,
+    ProducerState,
     PurgeMessages,
     PurgeRecord,
     PutDedup,
     PutGroup,
     PutIdempotency,
     PutMessage,
+    PutProducer,
     PutPurge,
     PutQueue,
     QueueState,
@@ -45,6 +48,7 @@ class MemoryEventStore:
         self.groups: dict[tuple[int, str], GroupState] = {}
         self.purges: dict[int, PurgeRecord] = {}
         self.idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.producers: dict[tuple[int, int], ProducerState] = {}
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -90,6 +94,13 @@ class MemoryEventStore:
 
     async def head(self) -> int:
         return len(self.events)
+
+    async def last_position(self, queue: str, type_: str, *, before: int | None = None) -> int:
+        end = len(self.events) if before is None else min(before - 1, len(self.events))
+        for stored in reversed(self.events[: max(end, 0)]):
+            if stored.queue == queue and stored.type == type_:
+                return stored.position
+        return 0
 
     async def position_at(self, at: str) -> int:
         return max((e.position for e in self.events if e.at <= at), default=0)
@@ -144,6 +155,9 @@ class _MemoryTx:
 
     def idempotency(self, subject: str, key: str) -> IdempotencyRecord | None:
         return self._store.idempotency.get((subject, key))
+
+    def producer(self, queue_id: int, producer_id: int) -> ProducerState | None:
+        return self._store.producers.get((queue_id, producer_id))
 
     def available(self, queue_id: int, now: int, after: int, limit: int) -> list[MessageState]:
         found = [
@@ -217,6 +231,11 @@ class _MemoryTx:
             for key in stale:
                 self._set(table, key, _MISSING)
             pruned += len(stale)
+        silent = now - PRODUCER_KEPT_S * 1_000_000
+        gone = [k for k, p in self._store.producers.items() if p.updated_at <= silent]
+        for producer in gone:
+            self._set(self._store.producers, producer, _MISSING)
+        pruned += len(gone)
         undone = {p.position for p in self._store.purges.values() if p.undone}
         taken: Counter[tuple[int, int]] = Counter()
         for message in list(self._store.messages.values()):
@@ -250,6 +269,9 @@ class _MemoryTx:
             case PutIdempotency(record):
                 held = (record.subject, record.idempotency_key)
                 self._set(self._store.idempotency, held, record)
+            case PutProducer(producer):
+                held_by = (producer.queue_id, producer.producer_id)
+                self._set(self._store.producers, held_by, producer)
             case PurgeMessages(queue_id, position):
                 for message in list(self._store.messages.values()):
                     if (

@@ -325,6 +325,9 @@ class PostgresEventStore:
     async def head(self) -> int:
         return await self.database.snapshot(sql.head)
 
+    async def last_position(self, queue: str, type_: str, *, before: int | None = None) -> int:
+        return await self.database.snapshot(lambda c: sql.last_position(c, queue, type_, before))
+
     async def position_at(self, at: str) -> int:
         return await self.database.snapshot(lambda c: sql.position_at(c, at))
 

@@ -14,18 +14,21 @@ from typing import Any, Final, Protocol, TypeVar
 from broker.events import MessagePublished, StoredEvent
 from broker.state import (
     FINISHED,
+    PRODUCER_KEPT_S,
     PRUNE_BATCH,
     Change,
     DedupEntry,
     GroupState,
     IdempotencyRecord,
     MessageState,
+    ProducerState,
     PurgeMessages,
     PurgeRecord,
     PutDedup,
     PutGroup,
     PutIdempotency,
     PutMessage,
+    PutProducer,
     PutPurge,
     PutQueue,
     QueueState,
@@ -101,6 +104,12 @@ DEDUP: Final = Table(
     "broker_dedup", DedupEntry, key=("queue_id", "dedup_id"), indexes=(("expires_at",),)
 )
 PURGES: Final = Table("broker_purges", PurgeRecord, key=("position",))
+PRODUCERS: Final = Table(
+    "broker_producers",
+    ProducerState,
+    key=("queue_id", "producer_id"),
+    indexes=(("updated_at",),),
+)
 IDEMPOTENCY: Final = Table(
     "broker_idempotency",
     IdempotencyRecord,
@@ -168,6 +177,16 @@ def read_message(conn: Sql, message_id: str) -> list[StoredEvent]:
 
 def head(conn: Sql) -> int:
     return int(conn.query("SELECT MAX(position) FROM events")[0][0] or 0)
+
+
+def last_position(conn: Sql, queue: str, type_: str, before: int | None) -> int:
+    sql = "SELECT position FROM events WHERE queue = ? AND type = ?"
+    params: list[Any] = [queue, type_]
+    if before is not None:
+        sql += " AND position < ?"
+        params.append(before)
+    rows = conn.query(sql + " ORDER BY position DESC LIMIT 1", params)
+    return int(rows[0][0]) if rows else 0
 
 
 def position_at(conn: Sql, at: str) -> int:
@@ -257,6 +276,7 @@ class SqlStateTx:
         self._bodies: dict[int, StoredEvent] = {}
         """message.published events read with their messages (by ``receivable``)."""
         self._groups: dict[tuple[int, str], GroupState | None] = {}
+        self._producers: dict[tuple[int, int], ProducerState | None] = {}
         self._candidates: dict[int, _Candidates] = {}
         self._made_ready: dict[int, set[str]] = {}
         self._next_visible: dict[int, tuple[int, int | None]] = {}
@@ -303,6 +323,16 @@ class SqlStateTx:
             " ORDER BY position LIMIT ?",
             [queue_id, group_id, after, limit],
         )
+
+    def producer(self, queue_id: int, producer_id: int) -> ProducerState | None:
+        key = (queue_id, producer_id)
+        if key not in self._producers:
+            rows = self._conn.query(
+                f"{PRODUCERS.select} WHERE queue_id = ? AND producer_id = ?",
+                [queue_id, producer_id],
+            )
+            self._producers[key] = PRODUCERS.load(rows[0]) if rows else None
+        return self._producers[key]
 
     def purge(self, position: int) -> PurgeRecord | None:
         rows = self._conn.query(f"{PURGES.select} WHERE position = ?", [position])
@@ -503,6 +533,9 @@ class SqlStateTx:
                     self._conn.execute(PURGES.upsert, PURGES.values(purge))
                 case PutIdempotency(record):
                     self._conn.execute(IDEMPOTENCY.upsert, IDEMPOTENCY.values(record))
+                case PutProducer(producer):
+                    self._producers[(producer.queue_id, producer.producer_id)] = producer
+                    self._conn.execute(PRODUCERS.upsert, PRODUCERS.values(producer))
                 case PurgeMessages(queue_id, position):
                     self._write_messages()
                     self._messages_read.clear()  # the UPDATE below changes rows read before
@@ -523,6 +556,11 @@ class SqlStateTx:
     def prune(self, now: int, finished_before: int) -> int:
         pruned = self._conn.execute("DELETE FROM broker_dedup WHERE expires_at <= ?", [now])
         pruned += self._conn.execute("DELETE FROM broker_idempotency WHERE expires_at <= ?", [now])
+        pruned += self._conn.execute(
+            "DELETE FROM broker_producers WHERE updated_at <= ?",
+            [now - PRODUCER_KEPT_S * 1_000_000],
+        )
+        self._producers.clear()
         self._write_messages()  # a row finished in this batch must not come back at the flush
         # Queue by queue, so each DELETE walks the (queue_id, status, visible_at) index; a
         # statement without the queue would scan the table on PostgreSQL.

@@ -16,8 +16,18 @@ from tortoise import Tortoise, fields, models
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as tortoise_migrate
 
+from broker.store.kafka import KAFKA_NODES, KAFKA_OFFSETS, KAFKA_PRODUCER_IDS
 from broker.store.postgres import conninfo, is_postgres, migration_lock
-from broker.store.sql import DEDUP, EVENTS, GROUPS, IDEMPOTENCY, MESSAGES, PURGES, QUEUES
+from broker.store.sql import (
+    DEDUP,
+    EVENTS,
+    GROUPS,
+    IDEMPOTENCY,
+    MESSAGES,
+    PRODUCERS,
+    PURGES,
+    QUEUES,
+)
 from broker.store.tables import Table
 
 _SQLITE_PREFIXES: Final = ("sqlite://",)
@@ -97,6 +107,10 @@ GroupRow = model_of(GROUPS, "GroupRow", "broker", __name__)
 DedupRow = model_of(DEDUP, "DedupRow", "broker", __name__)
 PurgeRow = model_of(PURGES, "PurgeRow", "broker", __name__)
 IdempotencyRow = model_of(IDEMPOTENCY, "IdempotencyRow", "broker", __name__)
+ProducerRow = model_of(PRODUCERS, "ProducerRow", "broker", __name__)
+KafkaNodeRow = model_of(KAFKA_NODES, "KafkaNodeRow", "broker", __name__)
+KafkaProducerIdRow = model_of(KAFKA_PRODUCER_IDS, "KafkaProducerIdRow", "broker", __name__)
+KafkaOffsetRow = model_of(KAFKA_OFFSETS, "KafkaOffsetRow", "broker", __name__)
 assert tuple(EventRow._meta.fields_map) == EVENTS.columns, "events: the model and its rows differ"
 
 

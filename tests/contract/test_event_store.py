@@ -123,6 +123,19 @@ class EventStoreContract:
         assert message_id is not None
         assert await store.read_message(message_id) == [events[2]]
 
+    async def test_last_position_finds_a_queues_last_event_of_a_type(
+        self, store: EventStore
+    ) -> None:
+        await store.transact(_create("a"))
+        await store.transact(_create("b"))
+        await store.transact(_publish("a", 2))
+        await store.transact(_publish("b", 1))
+        assert await store.last_position("a", "message.published") == 4
+        assert await store.last_position("a", "message.published", before=4) == 3
+        assert await store.last_position("a", "message.published", before=3) == 0
+        assert await store.last_position("b", "queue.created") == 2
+        assert await store.last_position("c", "message.published") == 0
+
     async def test_state_follows_the_events_in_the_same_transaction(
         self, store: EventStore
     ) -> None:

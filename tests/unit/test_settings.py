@@ -128,3 +128,29 @@ def test_interval_settings_refuse_zero_and_take_units() -> None:
             from_env({env_name(field): "0"})
     assert from_env({"CAIRN_SWEEP_INTERVAL_S": "0.25"}).sweep_interval_s == 0.25
     assert from_env({"CAIRN_READ_WAIT_S": "1m"}).read_wait_s == 60
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_a_wildcard_host_with_the_kafka_door_needs_an_advertised_host(host: str) -> None:
+    with pytest.raises(ConfigError, match="--kafka-advertised-host"):
+        from_env({"CAIRN_JWT_SECRET": SECRET}, host=host, kafka_port=9092)
+    settings = from_env(
+        {"CAIRN_JWT_SECRET": SECRET},
+        host=host,
+        kafka_port=9092,
+        kafka_advertised_host="broker-1.example",
+    )
+    assert settings.kafka_address == ("broker-1.example", 9092)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"kafka_port": 0}, "--kafka-port 0 is not a TCP port"),
+        ({"kafka_port": 8080}, "already --port"),
+        ({"kafka_port": 9092, "kafka_advertised_port": 70000}, "--kafka-advertised-port"),
+    ],
+)
+def test_kafka_ports_must_be_ports(overrides: dict[str, int], says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        from_env({}, **overrides)
