@@ -175,6 +175,8 @@ class DryRunResponse(msgspec.Struct):
 
 class QueueList(msgspec.Struct):
     queues: list[QueueResource]
+    next_after: str | None
+    """The name to pass as ``?after=`` for the next page; null on the last page."""
 
 
 class ProjectionInfo(msgspec.Struct):
@@ -229,6 +231,18 @@ class AnalyticsQuery(ReadQuery, kw_only=True):
     to: Time | None = None
     """Default: now."""
     bucket_s: Literal[10, 60, 300, 3600] = 60
+
+
+QUEUE_PAGE_MAX: Final = 1000
+
+
+class QueueListQuery(ReadQuery, kw_only=True):
+    limit: Annotated[int, Meta(ge=1, le=QUEUE_PAGE_MAX)] = QUEUE_PAGE_MAX
+    """At most this many queues (of those the token may read)."""
+    after: Annotated[str, Meta(max_length=80)] | None = None
+    """Continue after this name (the last page's ``next_after``)."""
+    prefix: Annotated[str, Meta(max_length=80)] = ""
+    """Only names that start with this (literally: not a pattern)."""
 
 
 class MessageListQuery(AsOfQuery, kw_only=True):

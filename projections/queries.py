@@ -7,7 +7,7 @@ delay ending is not an event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final, Literal, TypeAlias, cast
 
@@ -158,6 +158,57 @@ def _queues(conn: Sql, now: int, name: str | None = None) -> list[QueueResource]
         rows = QUEUE_VIEWS.load_all(conn.query(_LIVE_QUEUES + " AND name = ?", [name]))
     stats = _stats(conn, [r.queue_id for r in rows], now)
     return [resource(r, stats.get(r.queue_id, _NO_STATS), now) for r in rows]
+
+
+class QueuePage(msgspec.Struct, frozen=True):
+    queues: list[QueueResource]
+    next_after: str | None
+    """The last name of this page when more follow; None on the last page."""
+
+
+def _names_page(
+    conn: Sql, after: str | None, prefix: str, limit: int, visible: Callable[[str], bool]
+) -> tuple[list[QueueViewRow], bool]:
+    """Up to ``limit`` live queues ``visible`` names, in byte order, after ``after`` and starting
+    with ``prefix``; and whether more follow. Read in chunks along the index of live names, so
+    a page costs what it skips for the token's scope, never the whole table."""
+    name = conn.bytewise("name")
+    sql = f"{_LIVE_QUEUES} AND {name} > ? AND {name} >= ? ORDER BY {name} LIMIT ?"
+    chunk = limit + 1
+    cursor = after or ""
+    found: list[QueueViewRow] = []
+    while True:
+        rows = QUEUE_VIEWS.load_all(conn.query(sql, [cursor, prefix, chunk]))
+        for row in rows:
+            if not row.name.startswith(prefix):  # past the prefix's names: nothing further
+                return found, False
+            if visible(row.name):
+                if len(found) == limit:
+                    return found, True
+                found.append(row)
+        if len(rows) < chunk:
+            return found, False
+        cursor = rows[-1].name
+
+
+async def queue_page(
+    views: Database,
+    now: int,
+    *,
+    after: str | None = None,
+    prefix: str = "",
+    limit: int = 1000,
+    visible: Callable[[str], bool] = lambda _: True,
+) -> QueuePage:
+    """One page of the live queues ``visible`` lets the caller see, by name in byte order."""
+
+    def page(conn: Sql) -> QueuePage:
+        rows, more = _names_page(conn, after, prefix, limit, visible)
+        stats = _stats(conn, [r.queue_id for r in rows], now)
+        queues = [resource(r, stats.get(r.queue_id, _NO_STATS), now) for r in rows]
+        return QueuePage(queues, rows[-1].name if more else None)
+
+    return await views.snapshot(page)
 
 
 async def list_queues(views: Database, now: int) -> list[QueueResource]:

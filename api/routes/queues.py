@@ -24,6 +24,7 @@ from api.schemas import (
     PurgeRequest,
     PurgeResponse,
     QueueList,
+    QueueListQuery,
     ReadQuery,
     RedriveRequest,
     RedriveResponse,
@@ -141,17 +142,24 @@ async def create_queue(request: Request) -> Response:
     "GET",
     "/v1/queues",
     "List live queues, by name",
-    query=ReadQuery,
+    query=QueueListQuery,
     responses={200: QueueList},
     errors=(422,),
     permission="read",
 )
 async def list_queues(request: Request) -> Response:
     s = services(request)
-    at = await s.read_position(read_query(request).min_position)
-    caller = principal(request)
-    queues = [q for q in await queries.list_queues(s.views, now_us()) if caller.can_read(q.name)]
-    return json_response(QueueList(queues), position=at)
+    query = parse_query(request, QueueListQuery)
+    at = await s.read_position(query.min_position)
+    page = await queries.queue_page(
+        s.views,
+        now_us(),
+        after=query.after,
+        prefix=query.prefix,
+        limit=query.limit,
+        visible=principal(request).can_read,
+    )
+    return json_response(QueueList(page.queues, page.next_after), position=at)
 
 
 @endpoints.add(

@@ -218,17 +218,18 @@ async def ListQueues(call: Call, params: Params) -> Params:
     token = _string(params, "NextToken", required=False)
     after = _decode_token(token) if token else ""
     await call.s.read_position(call.s.head.value)
-    names = sorted(
-        q.name
-        for q in await queries.list_queues(call.s.views, to_us(datetime.now(UTC)))
-        if q.name.startswith(prefix) and q.name > after and _visible(call, q.name)
+    page = await queries.queue_page(
+        call.s.views,
+        to_us(datetime.now(UTC)),
+        after=after or None,
+        prefix=prefix,
+        limit=1000 if limit is None else limit,
+        visible=lambda name: _visible(call, name),
     )
-    if limit is None:  # without MaxResults SQS answers up to 1000, and no token
-        return {"QueueUrls": [call.url_of(n) for n in names[:1000]]}
-    page = names[:limit]
-    result: Params = {"QueueUrls": [call.url_of(n) for n in page]}
-    if len(names) > limit:
-        result["NextToken"] = base64.urlsafe_b64encode(page[-1].encode()).decode()
+    result: Params = {"QueueUrls": [call.url_of(q.name) for q in page.queues]}
+    # Without MaxResults SQS answers up to 1000 and no token.
+    if limit is not None and page.next_after is not None:
+        result["NextToken"] = base64.urlsafe_b64encode(page.next_after.encode()).decode()
     return result
 
 

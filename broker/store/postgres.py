@@ -135,6 +135,9 @@ class PostgresConnection:
     def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?)", [list(values)]
 
+    def bytewise(self, column: str) -> str:
+        return f'{column} COLLATE "C"'
+
     def notify(self, channel: str, payload: str) -> None:
         """Sent when the transaction commits, and only if it does."""
         self._conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))

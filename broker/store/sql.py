@@ -59,6 +59,10 @@ class Sql(Protocol):
         number of values is one statement the server prepares once (a prepared ``IN`` of 30
         placeholders was planned as a scan of the whole table)."""
 
+    def bytewise(self, column: str) -> str:
+        """``column`` compared and ordered byte by byte: SQLite's default (BINARY) already
+        is; PostgreSQL's follows the database's collation unless told ``COLLATE "C"``."""
+
 
 class Database(Protocol):
     """A database this process reads and writes through ``Sql`` connections of its own, on

@@ -206,6 +206,9 @@ class SqliteConnection:
     def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
+    def bytewise(self, column: str) -> str:
+        return column
+
 
 class SqliteDatabase:
     """One SQLite file: a writer connection and a reader connection, each on a thread of its

@@ -202,6 +202,17 @@ def test_listings_show_only_readable_queues(anon: httpx.Client) -> None:
     forbidden(anon.get("/v1/queues", headers=bearer(token("publish:*"))))
 
 
+def test_a_page_counts_only_the_queues_the_token_may_read(anon: httpx.Client) -> None:
+    # orders.eu sorts between billing and orders.us: unreadable, it is neither shown nor counted.
+    reader = bearer(token("read:billing read:orders.us"))
+    first = anon.get("/v1/queues", params={"limit": 1}, headers=reader).json()
+    assert [q["name"] for q in first["queues"]] == ["billing"]
+    assert first["next_after"] == "billing"
+    rest = anon.get("/v1/queues", params={"limit": 1, "after": "billing"}, headers=reader).json()
+    assert [q["name"] for q in rest["queues"]] == ["orders.us"]
+    assert rest["next_after"] is None
+
+
 def test_the_log_and_feeds_never_show_another_queues_events(
     anon: httpx.Client, secure: Server
 ) -> None:

@@ -111,12 +111,12 @@ def test_nack_extend_and_batch_ack(client: Client, queue: str) -> None:
     one, two, three = client.receive(queue, max_messages=3, wait_s=1)
     later = one.extend(120)
     assert later > datetime.now(UTC) + timedelta(seconds=100)
-    one.nack(reason="try later", delay_s=0)
+    nacked_at = one.nack(reason="try later", delay_s=0)
     results = client.ack_batch(queue, [two, three])
     assert [r.status for r in results] == [204, 204] and two.settled and three.settled
     again = client.receive(queue, wait_s=1)
     assert [(d.id, d.receive_count) for d in again] == [(one.id, 2)]
-    nacked = client.get_message(queue, one.id)
+    nacked = client.get_message(queue, one.id, min_position=nacked_at)
     assert any(
         h.data.get("reason") == "try later" for h in nacked.history if h.type == "message.nacked"
     )
