@@ -165,6 +165,12 @@ class ProjectionRunner:
         last = batch[-1].position
 
         def apply(conn: Sql) -> int:
+            # Lock the checkpoint's row before reading it: two runners (a server's projector and
+            # a `cairn projections rebuild`) that both read the old checkpoint under
+            # PostgreSQL's READ COMMITTED would both apply the batch (a duplicate key). The
+            # second now waits for the first's COMMIT, then reads where it got to. (SQLite's
+            # one writer already serialises the two.)
+            conn.execute("UPDATE projection_checkpoints SET name = name WHERE name = ?", [name])
             stored = checkpoint(conn, name)
             if stored != after:
                 return stored  # moved by another runner: nothing applied
