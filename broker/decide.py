@@ -319,6 +319,16 @@ def _kind(fifo: bool) -> str:
     return "a FIFO queue" if fifo else "a standard queue"
 
 
+def _same_kind(source: QueueState, destination: QueueState, field: str) -> None:
+    """Messages move as they are, group or none: only into a queue of their queue's kind."""
+    if bool(source.fifo) != bool(destination.fifo):
+        raise InvalidCommandError(
+            f"{destination.name!r} is {_kind(bool(destination.fifo))} and {source.name!r} is"
+            f" {_kind(bool(source.fifo))}: messages move only between queues of one kind",
+            field=field,
+        )
+
+
 def settings_for(name: str, settings: QueueSettings) -> QueueSettings:
     """A new queue's settings as its ``queue.created`` event records them: ``fifo`` that the
     request left out is whether the name ends in ``.fifo``."""
@@ -790,6 +800,7 @@ def _redrive(view: StateView, command: RedriveMessages, ctx: Context) -> Decisio
             raise InvalidCommandError(f"queue {command.to!r} does not exist", field="to")
         if named.queue_id == queue.queue_id:
             raise InvalidCommandError("cannot redrive a queue into itself", field="to")
+        _same_kind(queue, named, "to")
     now = ctx.now_us
     moving: list[tuple[MessageState, MessagePublished, QueueState]] = []
     after = 0
@@ -811,8 +822,12 @@ def _redrive(view: StateView, command: RedriveMessages, ctx: Context) -> Decisio
             if target is None:
                 source = original.attributes.get(SOURCE_QUEUE)
                 target = view.queue(source) if source is not None else None
-            if target is None or target.queue_id == queue.queue_id:
-                continue  # no live queue to go back to: the message stays here
+            if (
+                target is None
+                or target.queue_id == queue.queue_id
+                or bool(target.fifo) != bool(queue.fifo)  # a source made another kind since
+            ):
+                continue  # no live queue to go back to as it is: the message stays here
             moving.append((message, original, target))
             if len(moving) == command.max:
                 break
@@ -999,6 +1014,7 @@ def _start_move(view: StateView, command: StartMoveTask, ctx: Context) -> Decisi
                 f"destination {command.destination!r} is not another live queue",
                 field="destination",
             )
+        _same_kind(queue, target, "destination")
     started = QueueMoveTaskStarted(
         at=ctx.now,
         queue=queue.name,

@@ -13,7 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker import ids
-from broker.commands import NewMessage, PublishMessages, ReceiveMessages, UpdateQueue
+from broker.commands import (
+    NewMessage,
+    PublishMessages,
+    ReceiveMessages,
+    RedriveMessages,
+    StartMoveTask,
+    UpdateQueue,
+)
 from broker.decide import PublishReply, ReceiveReply
 from broker.errors import InvalidCommandError, MessageTooLargeError
 from broker.events import MessagePublished, QueueCreated, QueueUpdated, TypedAttribute
@@ -113,6 +120,41 @@ def test_a_dead_letter_queue_is_of_its_sources_kind(
     source_fifo: bool, dlq_fifo: bool, by_update: bool
 ) -> None:
     asyncio.run(_dead_letter_into(source_fifo, dlq_fifo, by_update))
+
+
+async def _move_between(source_fifo: bool, to_fifo: bool, dry_run: bool) -> None:
+    broker = Broker()
+    await broker.writer.start()
+    try:
+        source = "dlq.fifo" if source_fifo else "dlq"
+        to = "to.fifo" if to_fifo else "to"
+        await broker.create(source)
+        await broker.create(to)
+        await broker.create(
+            "main.fifo" if source_fifo else "main", dead_letter_queue=source, max_receive_count=1
+        )
+        before = await broker.events()
+        redrive = RedriveMessages(queue=source, to=to, dry_run=dry_run)
+        move = StartMoveTask(queue=source, task="t-1", destination=to)
+        if source_fifo == to_fifo:
+            await broker.run(redrive)
+            await broker.run(move)
+            return
+        for command, field in ((redrive, "to"), (move, "destination")):
+            with pytest.raises(InvalidCommandError) as raised:
+                await broker.run(command)
+            assert raised.value.field == field
+            assert "FIFO" in raised.value.detail and "standard" in raised.value.detail
+        assert await broker.events() == before  # nothing written
+    finally:
+        await broker.writer.stop()
+
+
+@given(source_fifo=st.booleans(), to_fifo=st.booleans(), dry_run=st.booleans())
+def test_messages_move_only_into_a_queue_of_their_kind(
+    source_fifo: bool, to_fifo: bool, dry_run: bool
+) -> None:
+    asyncio.run(_move_between(source_fifo, to_fifo, dry_run))
 
 
 async def test_fifo_is_fixed_at_creation(broker: Broker) -> None:
