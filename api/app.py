@@ -91,6 +91,7 @@ def create_app(settings: Settings) -> Starlette:
         title="Cairn",
         version=version("cairn"),
         auth=settings.auth,
+        metrics_public=settings.metrics_public,
     )
     return app
 

@@ -27,8 +27,16 @@ _ERROR_TEXT: Final = {
 }
 
 
-def build(endpoints: Sequence[Endpoint], *, title: str, version: str, auth: bool) -> dict[str, Any]:
-    """The document; ``auth`` says whether this server asks for bearer tokens."""
+def build(
+    endpoints: Sequence[Endpoint],
+    *,
+    title: str,
+    version: str,
+    auth: bool,
+    metrics_public: bool = False,
+) -> dict[str, Any]:
+    """The document; ``auth`` says whether this server asks for bearer tokens, and
+    ``metrics_public`` whether ``/metrics`` is open all the same (``--metrics-public``)."""
     types: list[Any] = [Problem]
     for endpoint in endpoints:
         types += [t for t in (endpoint.body, endpoint.query) if t is not None]
@@ -47,7 +55,8 @@ def build(endpoints: Sequence[Endpoint], *, title: str, version: str, auth: bool
             "parameters": _parameters(endpoint, components),
             "responses": _responses(endpoint, by_type),
         }
-        if auth and endpoint.permission is not None:
+        open_metrics = metrics_public and endpoint.permission == "metrics"
+        if auth and endpoint.permission is not None and not open_metrics:
             operation["security"] = [{"bearer": []}]
         if endpoint.body is not None:
             operation["requestBody"] = {

@@ -44,6 +44,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def test_with_auth_on_metrics_need_a_token(secured: Server) -> None:
     with httpx.Client(base_url=secured.url) as anonymous:
+        paths = anonymous.get("/openapi.json").json()["paths"]
+        assert paths["/metrics"]["get"]["security"] == [{"bearer": []}]
         unauthorized(anonymous.get("/metrics"), token_sent=False)
         unauthorized(anonymous.get("/metrics", headers=bearer("not-a-token")))
 
@@ -84,6 +86,10 @@ def test_metrics_public_restores_the_open_endpoint(tmp_path: Path) -> None:
             scraped = anonymous.get("/metrics")
             assert scraped.status_code == 200 and QUEUE in scraped.text
             unauthorized(anonymous.get("/v1/queues"), token_sent=False)  # only /metrics opens
+            # The OpenAPI document says so: /metrics asks for no bearer token, the rest do.
+            paths = anonymous.get("/openapi.json").json()["paths"]
+            assert "security" not in paths["/metrics"]["get"]
+            assert paths["/v1/queues"]["get"]["security"] == [{"bearer": []}]
     finally:
         server.stop()
 
