@@ -46,6 +46,8 @@ MinPosition = Annotated[
 
 class CreateQueueRequest(QueueSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: QueueName
+    max_message_bytes: MaxMessageBytes | UnsetType = UNSET  # type: ignore[assignment]
+    """Left out: the server's default, ``CAIRN_MAX_MESSAGE_BYTES``."""
 
 
 class UpdateQueueRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -160,6 +160,11 @@ class Settings(msgspec.Struct, kw_only=True):
             raise ConfigError("CAIRN_SSE_RETRY_MS must be in 1..5000")
         if not 0 < self.sse_heartbeat_s <= 15:
             raise ConfigError("CAIRN_SSE_HEARTBEAT_S must be in (0, 15]")
+        if not 1024 <= self.max_message_bytes <= 1048576:
+            raise ConfigError(
+                f"CAIRN_MAX_MESSAGE_BYTES ({self.max_message_bytes}) must be in 1024..1048576,"
+                " as a queue's max_message_bytes"
+            )
         if self.max_message_bytes > self.max_request_bytes:
             raise ConfigError(
                 f"CAIRN_MAX_MESSAGE_BYTES ({self.max_message_bytes}) cannot exceed"

@@ -69,14 +69,8 @@ def _message_id(request: Request) -> str:
 
 
 def _new_message(s: Services, req: PublishRequest, field: str, nesting: int) -> NewMessage:
-    """``nesting``: how deep the body sits in the request, which counts towards the limit."""
-    size = len(req.body)
-    if size > s.settings.max_message_bytes:
-        raise ApiError(
-            413,
-            f"message body is {size} bytes, more than {s.settings.max_message_bytes}",
-            errors=[FieldError(field, f"larger than {s.settings.max_message_bytes} bytes")],
-        )
+    """``nesting``: how deep the body sits in the request, which counts towards the limit.
+    (Its size is the queue's to judge, by its ``max_message_bytes``: ``decide``.)"""
     # Everything else in a request is typed, so only a body can nest without bound.
     check_depth(req.body, s.settings.max_json_depth - nesting, field)
     return NewMessage(

@@ -131,8 +131,10 @@ async def _queue_after(
 async def create_queue(request: Request) -> Response:
     s = services(request)
     req = await s.request_body(request, CreateQueueRequest)
-    settings = QueueSettings(**{f: getattr(req, f) for f in QueueSettings.__struct_fields__})
-    settings = settings_for(req.name, settings)
+    given = {f: getattr(req, f) for f in QueueSettings.__struct_fields__}
+    if given["max_message_bytes"] is msgspec.UNSET:
+        given["max_message_bytes"] = s.settings.max_message_bytes
+    settings = settings_for(req.name, QueueSettings(**given))
     reply = await s.execute(CreateQueue(queue=req.name, settings=settings))
     assert isinstance(reply, QueueReply)
     return await _queue_after(s, req.name, reply.position, 201, fallback=settings)

@@ -7,11 +7,12 @@ import json
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.api.conftest import problem
+from tests.api.conftest import make_server, problem
 from tests.api.feeds import frames
 
 
@@ -438,3 +439,24 @@ def test_a_message_can_be_found_by_its_id_alone(http: httpx.Client, queue: str) 
     problem(http.get(f"/v1/messages/{uuid.uuid4()}"), 404)
     http.delete(f"/v1/queues/{queue}")
     problem(http.get(f"/v1/messages/{published['id']}"), 404)  # its queue is gone
+
+
+def test_the_size_limit_is_the_queues_and_the_setting_only_its_default(tmp_path: Path) -> None:
+    """API.md v1.2: a queue's ``max_message_bytes`` is its whole limit through every door;
+    ``CAIRN_MAX_MESSAGE_BYTES`` is only the default of queues created natively."""
+    server = make_server(tmp_path, env={"CAIRN_MAX_MESSAGE_BYTES": "2048"}).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            small = http.post("/v1/queues", json={"name": "small"}).json()
+            assert small["max_message_bytes"] == 2048
+            big = http.post("/v1/queues", json={"name": "big", "max_message_bytes": 8192})
+            assert big.json()["max_message_bytes"] == 8192
+            body = "x" * 5000
+            assert http.post("/v1/queues/big/messages", json={"body": body}).status_code == 201
+            refused = problem(http.post("/v1/queues/small/messages", json={"body": body}), 413)
+            assert refused["errors"][0]["field"] == "body.body"
+            batch = {"messages": [{"body": 1}, {"body": "y" * 9000}]}
+            refused = problem(http.post("/v1/queues/big/messages/batch", json=batch), 413)
+            assert refused["errors"][0]["field"] == "messages[1].body"
+    finally:
+        server.stop()

@@ -49,6 +49,13 @@ def test_unusable_security_settings_are_one_clear_error(
         from_env({}, **overrides)
 
 
+@pytest.mark.parametrize("value", ["1023", "1048577"])
+def test_the_default_message_size_is_one_a_queue_may_have(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"CAIRN_MAX_MESSAGE_BYTES .* 1024\.\.1048576"):
+        from_env({"CAIRN_MAX_MESSAGE_BYTES": value})
+    assert from_env({"CAIRN_MAX_MESSAGE_BYTES": "1024"}).max_message_bytes == 1024
+
+
 def test_a_rate_such_as_100_per_second_is_accepted() -> None:
     assert from_env({"CAIRN_RATE_LIMIT": "100/second"}).rate_limit == "100/second"
 
