@@ -5,8 +5,10 @@ A backup is named ``cairn-<UTC YYYYmmddTHHMMSSZ>-<head position>``: on SQLite a 
 the store's two files (the log and its read models, copied as ``cairn backup`` copies them), on
 PostgreSQL the file ``<name>.dump`` (``pg_dump -Fc`` of a snapshot exported by a transaction
 that read the head in that same snapshot). Each is written under a temporary name
-(``….tmp``), renamed when complete and then verified; only a verified backup lets older ones
-beyond the newest N go, so a failing disk never costs a good backup. The copy runs off the
+(``….tmp``), verified once complete, and only then renamed: whatever stops a backup half way
+(a crash, a full disk, a failed check) leaves at most a temporary name, and a backup's name
+always means a verified backup. Only a verified backup lets older ones beyond the newest N go,
+so a failing disk never costs a good backup. The copy runs off the
 event loop (a thread for SQLite's backup API, which leaves the GIL while it copies pages;
 ``pg_dump`` and ``pg_restore`` are processes), so commands go on while it runs.
 
@@ -29,8 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -149,14 +150,13 @@ def take_sqlite(store: str, folder: Path, now: datetime) -> Backup:
                     conn.execute("PRAGMA journal_mode=DELETE")
                 _fsync(copy)
         _fsync(temporary)
+        verify_sqlite(Backup(temporary, now, head))
         final = folder / f"cairn-{_stamp(now)}-{head}"
         _finish(temporary, final)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    taken = Backup(final, now, head)
-    verify_sqlite(taken)
-    return taken
+    return Backup(final, now, head)
 
 
 def verify_sqlite(taken: Backup) -> None:
@@ -248,15 +248,14 @@ async def take_postgres(url: str, folder: Path, now: datetime) -> Backup:
             await conn.execute("ROLLBACK")
         if code != 0:
             raise BackupError(f"pg_dump failed: {_last_line(err)}")
+        await verify_postgres(Backup(temporary, now, head))
         final = folder / f"cairn-{_stamp(now)}-{head}{DUMP}"
         _finish(temporary, final)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
-    taken = Backup(final, now, head)
-    await verify_postgres(taken)
-    return taken
+    return Backup(final, now, head)
 
 
 _MAX_POSITION: Final = r"""
@@ -366,20 +365,43 @@ def _lower_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
+def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
+    if future.done():  # the attempt was cancelled meanwhile (the lead lost, the server stopping)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+
+
+async def in_thread(work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` on a daemon thread of its own at the lowest priority. A daemon: a server
+    that stops does not wait for a long copy to end (what it leaves under a temporary name is
+    removed at the next backup), as it would for a thread of an executor."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        _lower_priority()
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = work(*args)
+        except BaseException as raised:
+            error = raised
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(_settle, future, result, error)
+
+    threading.Thread(target=run, name="cairn-backup", daemon=True).start()
+    return await future
+
+
 @dataclass
 class Backups:
     """One attempt per ``every_s`` seconds, when the head moved since the newest backup."""
 
     settings: Settings
     head: Callable[[], Awaitable[int]]
-    _thread: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(
-            1, thread_name_prefix="cairn-backup", initializer=_lower_priority
-        )
-    )
-
-    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
 
     @property
     def folder(self) -> Path:
@@ -387,19 +409,13 @@ class Backups:
         return Path(self.settings.backup_dir)
 
     async def run(self) -> None:
-        try:
-            await self._run()
-        finally:
-            self._thread.shutdown(wait=False, cancel_futures=True)
-
-    async def _run(self) -> None:
         every = self.settings.backup_every
         assert every is not None
         path = state_path(self.settings)
         state = read_state(path)
         if not state.last_success_s:  # a first start, or a new state file: the folder knows
             with contextlib.suppress(OSError):
-                newest = await self._in_thread(self._newest)
+                newest = await in_thread(self._newest)
                 if newest is not None:
                     state.last_success_s, state.last_position = (
                         newest.taken.timestamp(),
@@ -415,15 +431,15 @@ class Backups:
         """One look, and a backup if the head moved; True when something was recorded."""
         started = time.monotonic()
         try:
-            newest = await self._in_thread(self._newest)
+            newest = await in_thread(self._newest)
             head = await self.head()
             if head == (newest.head if newest is not None else 0):
                 return False
-            removed = await self._in_thread(clean_temporaries, self.folder)
+            removed = await in_thread(clean_temporaries, self.folder)
             if removed:
                 log.info("backup_leftovers_removed", backup_dir=str(self.folder), removed=removed)
             taken = await self._take(datetime.now(UTC))
-            pruned = await self._in_thread(self._prune)
+            pruned = await in_thread(self._prune)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # any reason: logged, counted, tried again next time
@@ -454,7 +470,7 @@ class Backups:
     async def _take(self, now: datetime) -> Backup:
         if self.settings.postgres:
             return await take_postgres(self.settings.database_url, self.folder, now)
-        return await self._in_thread(take_sqlite, self.settings.sqlite_file, self.folder, now)
+        return await in_thread(take_sqlite, self.settings.sqlite_file, self.folder, now)
 
     def _prune(self) -> list[str]:
         """Delete the backups beyond the newest ``--backup-keep``."""
