@@ -65,24 +65,16 @@ def store(request: pytest.FixtureRequest) -> Iterator[str | None]:
     drop(url)
 
 
-def serving(tmp_path: Path, url: str | None, folder: Path, keep: int = 2) -> Server:
+def serving(tmp_path: Path, url: str | None, folder: Path, *extra: str, keep: int = 2) -> Server:
     live = tmp_path / "live"
     live.mkdir(exist_ok=True)
-    return make_server(
-        live,
-        "--backup-dir",
-        str(folder),
-        "--backup-every",
-        EVERY,
-        "--backup-keep",
-        str(keep),
-        database_url=url,
-    ).start()
+    flags = ["--backup-dir", str(folder), "--backup-every", EVERY, "--backup-keep", str(keep)]
+    return make_server(live, *flags, *extra, database_url=url).start()
 
 
 def test_backups_follow_the_head_keep_n_list_and_restore(tmp_path: Path, store: str | None) -> None:
     folder = tmp_path / "backups"
-    server = serving(tmp_path, store, folder)
+    server = serving(tmp_path, store, folder, "--workers", "2")
     published: dict[int, str] = {}
     try:
         client = server.client()
@@ -107,6 +99,10 @@ def test_backups_follow_the_head_keep_n_list_and_restore(tmp_path: Path, store: 
         assert heads == [4, 3], settled  # the newest two of heads 1..4, one per head
         assert not [e for e in folder.iterdir() if e.name.endswith(".tmp")]
         assert metric(client, "cairn_backup_last_position") == 4
+        # Whichever worker answers the scrape (a new connection each time) says the same.
+        for _ in range(8):
+            with httpx.Client(base_url=server.url) as fresh:
+                assert metric(fresh, "cairn_backup_last_position") == 4
         assert metric(client, "cairn_backups_failed_total") == 0
         assert abs(metric(client, "cairn_backup_last_success_timestamp_seconds") - time.time()) < 60
     finally:
