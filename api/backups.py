@@ -8,8 +8,8 @@ that read the head in that same snapshot). Each is written under a temporary nam
 (``….tmp``), verified once complete, and only then renamed: whatever stops a backup half way
 (a crash, a full disk, a failed check) leaves at most a temporary name, and a backup's name
 always means a verified backup. Only a verified backup lets older ones beyond the newest N go,
-so a failing disk never costs a good backup. The copy runs off the
-event loop (a thread for SQLite's backup API, which leaves the GIL while it copies pages;
+so a failing disk never costs a good backup. The copy runs off the event loop, at the lowest
+CPU priority (a thread for SQLite's backup API, which leaves the GIL while it copies pages;
 ``pg_dump`` and ``pg_restore`` are processes), so commands go on while it runs.
 
 What the metrics need is kept in a small state file that every worker reads at scrape time
@@ -69,10 +69,6 @@ class Backup:
         if self.path.is_dir():
             return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
         return self.path.stat().st_size
-
-    @property
-    def dump(self) -> bool:
-        return self.path.name.endswith(DUMP)
 
 
 def parse(path: Path) -> Backup | None:
