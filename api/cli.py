@@ -122,6 +122,12 @@ def _serve_parser(sub: Any) -> None:
         choices=("full", "normal"),
         help="full: fsync every commit (default); normal: survive crashes, not power loss",
     )
+    p.add_argument("--backup-dir", help="where automatic backups go (with --backup-every)")
+    p.add_argument(
+        "--backup-every",
+        help="take a verified backup this often when the log moved: seconds, or 90s, 15m, 1h",
+    )
+    p.add_argument("--backup-keep", type=int, help="how many automatic backups to keep (default 7)")
 
 
 def _projections_parser(sub: Any) -> None:
@@ -138,13 +144,17 @@ def _backup_parsers(sub: Any) -> None:
     backup.add_argument("path", help="where the copy goes (a new file)")
     backup.add_argument("--database-url", help="as for serve")
     restore = sub.add_parser("restore", help="put a backup back (stop the server first)")
-    restore.add_argument("path", help="the backup to restore")
+    restore.add_argument(
+        "path", help="the backup to restore: a file, a backup folder, or a .dump (PostgreSQL)"
+    )
     restore.add_argument("--database-url", help="as for serve")
     restore.add_argument(
         "--rewind",
         action="store_true",
         help="replace a store that is ahead of the backup (its later events are lost)",
     )
+    listed = sub.add_parser("backups", help="list the automatic backups, newest first")
+    listed.add_argument("--backup-dir", help="as for serve (or CAIRN_BACKUP_DIR)")
 
 
 def _token_parser(sub: Any) -> None:
@@ -192,6 +202,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.projector is None and config.env_name("projector") not in os.environ:
         args.projector = "process"
     settings = _settings(args)
+    settings.check_backups()
     shown = describe(settings.database_url)
     _check_port(settings.host, settings.port)  # before the store is touched: nothing migrated
 
@@ -319,28 +330,78 @@ class _Supervised:
 
 
 def backup_or_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from api.backup import BackupError, backup, restore
+    from api.backups import DUMP, log_file_in, restore_postgres
 
     settings = _settings(args)
-    if settings.postgres:
-        # The database is the cluster's, and PostgreSQL's own tools already copy it
-        # consistently while it runs (and restore it with the cluster stopped).
-        tool = "pg_dump -Fc" if args.command == "backup" else "pg_restore --clean"
-        return _fail(
-            f"cairn {args.command} is for SQLite stores; on PostgreSQL use {tool}"
-            f" (stop every node before a restore)",
-            1,
-        )
+    source = Path(args.path)
     try:
+        if settings.postgres:
+            if args.command == "backup":
+                # The database is the cluster's, and PostgreSQL's own tool copies it
+                # consistently while it runs (or `serve --backup-dir` does it on a schedule).
+                return _fail(
+                    "cairn backup is for SQLite stores; on PostgreSQL use pg_dump -Fc, or"
+                    " cairn serve --backup-dir DIR --backup-every DURATION",
+                    1,
+                )
+            if not (source.is_file() and source.name.endswith(DUMP)):
+                return _fail(f"{source} is not a PostgreSQL backup (a .dump file)", 1)
+            position = asyncio.run(restore_postgres(source, settings.database_url))
+            print(f"restored {source} at position {position}")
+            return 0
         if args.command == "backup":
             position = backup(settings.sqlite_file, args.path)
             print(f"backed up {settings.sqlite_file} to {args.path} at position {position}")
         else:
-            position = restore(args.path, settings.sqlite_file, rewind=args.rewind)
+            if source.name.endswith(DUMP):
+                return _fail(
+                    f"{source} is a PostgreSQL backup: restore it with a postgresql://"
+                    " --database-url",
+                    1,
+                )
+            log_file = log_file_in(source) if source.is_dir() else source
+            position = restore(str(log_file), settings.sqlite_file, rewind=args.rewind)
             print(f"restored {args.path} to {settings.sqlite_file} at position {position}")
     except (BackupError, sqlite3.Error) as error:
         return _fail(str(error), 1)
+    except OSError as error:
+        return _fail(f"{args.path}: {error.strerror}", 1)
     return 0
+
+
+def list_backups(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from api.backups import listing
+    from api.settings import env_name
+
+    folder = args.backup_dir or os.environ.get(env_name("backup_dir"))
+    if not folder:
+        return _fail("cairn backups needs --backup-dir (or CAIRN_BACKUP_DIR)")
+    try:
+        found = listing(Path(folder))
+        rows = [(b, b.size) for b in found]
+    except OSError as error:
+        return _fail(f"--backup-dir {folder}: {error.strerror}", 1)
+    print(f"{'TIME (UTC)':<22} {'POSITION':>12} {'SIZE':>10}  PATH")
+    for found_backup, size in rows:
+        taken = found_backup.taken.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{taken:<22} {found_backup.head:>12} {_size(size):>10}  {found_backup.path}")
+    return 0
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value, unit = size / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
 
 
 def token(args: argparse.Namespace) -> int:
@@ -437,6 +498,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return token(args)
         if args.command in ("backup", "restore"):
             return backup_or_restore(args)
+        if args.command == "backups":
+            return list_backups(args)
     except ConfigError as error:
         return _fail(str(error))
     return _fail(f"unknown command {args.command}")

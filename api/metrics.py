@@ -5,8 +5,10 @@ then: nothing is spent on them, per queue or otherwise, while nobody scrapes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Final
 
+import msgspec
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -15,7 +17,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from broker.writer import Commit
 
@@ -49,6 +51,43 @@ class _QueueDepths:
             for state, count in states.items():
                 family.add_metric([queue, state], count)
         yield family
+
+
+class _Backups:
+    """The automatic backups' series, read at scrape time from the state file the process that
+    takes the backups writes (``api/backups.py``): any worker may answer the scrape, and only
+    one of them takes backups."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+
+    def _read(self) -> dict[str, float]:
+        try:
+            found = msgspec.json.decode(self.state.read_bytes())
+        except (OSError, msgspec.DecodeError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def describe(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        return self.collect()
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        state = self._read()
+        yield GaugeMetricFamily(
+            "cairn_backup_last_success_timestamp_seconds",
+            "When the newest verified automatic backup was taken (Unix time; 0: none yet)",
+            value=float(state.get("last_success_s", 0.0)),
+        )
+        yield GaugeMetricFamily(
+            "cairn_backup_last_position",
+            "The log position the newest verified automatic backup holds",
+            value=float(state.get("last_position", 0)),
+        )
+        yield CounterMetricFamily(
+            "cairn_backups_failed",
+            "Automatic backups that failed (logged with their reason)",
+            value=float(state.get("failed_total", 0)),
+        )
 
 
 class Metrics:
@@ -130,6 +169,10 @@ class Metrics:
         self.kafka_fetch_bytes = Counter(
             "cairn_kafka_fetch_bytes", "Record batch bytes fetched through Kafka", registry=r
         )
+
+    def watch_backups(self, state: Path) -> None:
+        """Expose the automatic backups' series, kept in the file ``state``."""
+        self.registry.register(_Backups(state))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # The labelled series, looked up once per (method, route, status): ``labels()`` takes

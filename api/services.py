@@ -16,6 +16,7 @@ import structlog
 from starlette.requests import Request
 
 from api import idempotency, tracing
+from api.backups import Backups, state_path
 from api.body import decode, read_body
 from api.metrics import Metrics
 from api.problems import ApiError, FieldError, from_broker
@@ -229,6 +230,15 @@ async def start(settings: Settings, metrics: Metrics, redis: Redis | None) -> Se
         asyncio.create_task(storage.follow(head, signals), name="cairn-follow"),
         asyncio.create_task(tail.run(), name="cairn-tail"),
     ]
+    if settings.backup_every is not None:
+        # One node and one worker takes the backups: whoever leads the "backup" job.
+        backups = Backups(settings, store.head)
+        running.tasks.append(
+            asyncio.create_task(
+                lead(storage.leadership("backup"), backups.run), name="cairn-backup"
+            )
+        )
+        metrics.watch_backups(state_path(settings))
     if embedded:  # else the projector process does it (api/projector.py)
         running.tasks.append(
             asyncio.create_task(lead(storage.leadership("projector"), project), name="cairn-lead")

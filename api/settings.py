@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -125,11 +126,17 @@ class Settings(msgspec.Struct, kw_only=True):
     kafka_max_request_bytes: Positive = 100 * 1024 * 1024
     kafka_auto_create: bool = False
     """A Metadata or Produce request naming an unknown topic creates its queue."""
+    backup_dir: str | None = None
+    """Where automatic backups go (``api/backups.py``); with ``backup_every``."""
+    backup_every: float | None = None
+    """Seconds between automatic backups (one only when the head moved); off when None."""
+    backup_keep: Positive = 7
+    """How many automatic backups are kept (the newest)."""
 
     def validate(self) -> Settings:
         for field, rule in DURATIONS.items():
             value = getattr(self, field)
-            if value is not None or not rule.forever:
+            if value is not None:  # None: forever, or off (a setting without a default)
                 _check_duration(value, value, setting_name(field), rule)
         if self.authenticator() is None and not self.insecure_no_auth and not _loopback(self.host):
             raise ConfigError(
@@ -197,6 +204,19 @@ class Settings(msgspec.Struct, kw_only=True):
                 " the address Kafka clients should connect to"
             )
 
+    def check_backups(self) -> None:
+        """For ``cairn serve``: automatic backups need both options, and a folder they can be
+        written to (created if missing), checked now rather than at the first backup."""
+        if (self.backup_dir is None) != (self.backup_every is None):
+            given, missing = (
+                ("--backup-dir", "--backup-every")
+                if self.backup_every is None
+                else ("--backup-every", "--backup-dir")
+            )
+            raise ConfigError(f"{given} needs {missing} (automatic backups need both)")
+        if self.backup_dir is not None:
+            _check_backup_dir(Path(self.backup_dir))
+
     @property
     def kafka_address(self) -> tuple[str, int]:
         """The host and port Metadata names for this node."""
@@ -263,6 +283,7 @@ DURATIONS: Final[dict[str, Duration]] = {
     "sse_heartbeat_s": Duration(),
     "projection_coalesce_s": Duration(zero=True),  # 0: no waiting for more commits
     "finished_kept_s": Duration(zero=True),  # 0: forget a finished message at the next sweep
+    "backup_every": Duration(),
 }
 """Every setting that is a duration, and what it accepts (``parse_duration``)."""
 
@@ -288,6 +309,25 @@ def _check_log_file(path: str) -> None:
     target = location if location.exists() else folder
     if not os.access(target, os.W_OK):
         raise ConfigError(f"--log-file {path}: {target} is not writable")
+
+
+def _check_backup_dir(folder: Path) -> None:
+    """The backup folder exists (or is created now) and takes a file: a real write, because
+    ``os.access`` sees neither a read-only mount nor a full disk."""
+    where = f"--backup-dir {folder}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{where}: is a file, not a folder") from None
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot be created ({error.strerror})") from None
+    if not folder.is_dir():
+        raise ConfigError(f"{where}: is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".cairn-probe-"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot be written ({error.strerror})") from None
 
 
 def env_name(field: str) -> str:
