@@ -118,6 +118,11 @@ def _serve_parser(sub: Any) -> None:
         help="a Kafka client naming an unknown topic creates the queue",
     )
     p.add_argument(
+        "--history-retention",
+        help="how long finished messages and their history stay readable (default 14d;"
+        " e.g. 36h, 30d)",
+    )
+    p.add_argument(
         "--durability",
         choices=("full", "normal"),
         help="full: fsync every commit (default); normal: survive crashes, not power loss",

@@ -19,6 +19,7 @@ _ERROR_TEXT: Final = {
     403: "The token lacks the needed scope",
     404: "No such queue or message",
     409: "Conflict",
+    410: "Below what history retention keeps (the problem names as_of_from)",
     413: "Body too large",
     415: "Body is not JSON",
     422: "Invalid values",

@@ -12,6 +12,7 @@ from api.schemas import INT64_MAX
 from api.services import Services
 from broker.events import encode_at
 from broker.state import to_us
+from projections import as_of
 
 _FIELD: Final = "query.as_of"
 _RFC3339: Final = re.compile(
@@ -51,6 +52,15 @@ async def resolve(s: Services, text: str, min_position: int | None = None) -> Pa
             raise _invalid(text, "is in the future")
         position, now = await s.store.position_at(encode_at(at.astimezone(UTC))), to_us(at)
     await s.read_position(max(position, min_position or 0))
+    kept_from = await as_of.as_of_from(s.views)
+    if position < kept_from:
+        raise ApiError(
+            410,
+            f"as_of {text!r} is position {position}; history retention keeps the past from"
+            f" position {kept_from}",
+            slug="history-gone",
+            as_of_from=kept_from,
+        )
     return Past(position, now)
 
 

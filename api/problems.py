@@ -21,6 +21,7 @@ _TITLES: Final[dict[int, str]] = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    410: "Gone",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
@@ -58,6 +59,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     status: int
     detail: str
     errors: list[FieldError] | None = None
+    as_of_from: int | None = None
+    """A ``410`` for a read of the past below what is kept: the first position served."""
 
 
 class ApiError(Exception):
@@ -71,6 +74,7 @@ class ApiError(Exception):
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
         slug: str | None = None,
+        as_of_from: int | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -78,6 +82,7 @@ class ApiError(Exception):
         self.errors = errors
         self.headers = headers or {}
         self.slug = slug
+        self.as_of_from = as_of_from
 
     def problem(self) -> Problem:
         title = _TITLES.get(self.status, "Error")
@@ -88,6 +93,7 @@ class ApiError(Exception):
             status=self.status,
             detail=self.detail,
             errors=self.errors,
+            as_of_from=self.as_of_from,
         )
 
     def response(self) -> Response:

@@ -38,6 +38,7 @@ from projections.analytics.projector import AnalyticsProjector
 from projections.models import APPS, views_file
 from projections.runner import ProjectionRunner
 from projections.views.projector import ViewsProjector
+from projections.views.retention import HistoryRetention
 
 log = structlog.get_logger(component="cairn.runtime")
 
@@ -282,7 +283,13 @@ async def open_storage(settings: Settings, *, coalesce_s: float = 0.0) -> Storag
     try:
         await views.open()
         runner = ProjectionRunner(
-            store, views, [ViewsProjector(), AnalyticsProjector()], coalesce_s=coalesce_s
+            store,
+            views,
+            [
+                ViewsProjector(HistoryRetention(settings.history_retention)),
+                AnalyticsProjector(settings.history_retention),
+            ],
+            coalesce_s=coalesce_s,
         )
         await runner.start()
     except BaseException:

@@ -105,6 +105,9 @@ class Settings(msgspec.Struct, kw_only=True):
     that ``cairn serve`` starts beside the workers (its default)."""
     sweep_interval_s: PositiveSeconds = 0.5
     finished_kept_s: Annotated[float, Meta(ge=0)] = FINISHED_KEPT_S
+    history_retention: PositiveSeconds = 14 * 86400.0
+    """Seconds a finished message (and each version of a row) stays in the read models after
+    it finished (stopped holding): ``projections/views/retention.py``."""
     projection_coalesce_s: Annotated[float, Meta(ge=0)] = 0.01
     read_wait_s: PositiveSeconds = 5.0
     body_idle_s: PositiveSeconds = 10.0
@@ -284,6 +287,7 @@ DURATIONS: Final[dict[str, Duration]] = {
     "projection_coalesce_s": Duration(zero=True),  # 0: no waiting for more commits
     "finished_kept_s": Duration(zero=True),  # 0: forget a finished message at the next sweep
     "backup_every": Duration(),
+    "history_retention": Duration(),
 }
 """Every setting that is a duration, and what it accepts (``parse_duration``)."""
 

@@ -26,6 +26,7 @@ from projections.queries import (
     resource,
     status_condition,
 )
+from projections.views import retention
 from projections.views.history import MESSAGE_VERSIONS, QUEUE_VERSIONS, QueueVersionRow
 
 _HOLDS: Final = "from_position <= ? AND to_position > ?"
@@ -66,15 +67,17 @@ def _queue(conn: Sql, name: str, position: int, now: int) -> QueueResource:
     version = _queue_version(conn, name, position)
     queue_id = version.queue_id
     # Totals are counted at the position: each message has one version per status it ended
-    # in, and its first version begins where it was published.
+    # in, and its first version begins where it was published; those history retention
+    # pruned are in the queue's baseline (all of them began before ``as_of_from``).
+    gone = retention.baseline(conn, queue_id)
     for status, column in _TOTALS.items():
         count = conn.query(
             "SELECT COUNT(*) FROM message_versions"
             " WHERE queue_id = ? AND status = ? AND from_position <= ?",
             [queue_id, status, position],
         )[0][0]
-        setattr(version, column, int(count))
-    version.published_total = int(
+        setattr(version, column, int(count) + getattr(gone, status))
+    version.published_total = gone.published + int(
         conn.query(
             "SELECT COUNT(*) FROM message_versions WHERE queue_id = ? AND status = 'ready'"
             " AND from_position <= ? AND from_position = position",
@@ -83,7 +86,7 @@ def _queue(conn: Sql, name: str, position: int, now: int) -> QueueResource:
     )
     # The queue's position then: its last event at or before it, a version of it or of one
     # of its messages (one index step per status).
-    last = version.from_position
+    last = max(version.from_position, gone.last_position)
     for status in _STATUSES:
         found = conn.query(
             "SELECT MAX(from_position) FROM message_versions"
@@ -166,3 +169,8 @@ async def list_messages(
         lambda conn: _message_rows(conn, queue, position, status, after, limit, now)
     )
     return await page(store, MESSAGE_VERSIONS.load_all(found), limit, now)
+
+
+async def as_of_from(views: Database) -> int:
+    """The first position as-of reads are served at (``views/retention.py``)."""
+    return await views.snapshot(retention.as_of_from)

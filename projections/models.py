@@ -22,6 +22,7 @@ from projections.analytics.buckets import ANALYTICS_BUCKETS, ANALYTICS_PENDING
 from projections.views.history import MESSAGE_VERSIONS, QUEUE_VERSIONS
 from projections.views.messages import MESSAGE_VIEWS
 from projections.views.queues import QUEUE_VIEWS
+from projections.views.retention import HISTORY_BASELINE, HISTORY_CLOCK, HISTORY_HORIZON
 
 CONNECTION: Final = "views"
 
@@ -52,6 +53,9 @@ QueueVersion = model_of(QUEUE_VERSIONS, "QueueVersion", "projections", __name__)
 MessageVersion = model_of(MESSAGE_VERSIONS, "MessageVersion", "projections", __name__)
 AnalyticsBucket = model_of(ANALYTICS_BUCKETS, "AnalyticsBucket", "projections", __name__)
 AnalyticsPending = model_of(ANALYTICS_PENDING, "AnalyticsPending", "projections", __name__)
+HistoryClock = model_of(HISTORY_CLOCK, "HistoryClock", "projections", __name__)
+HistoryBaseline = model_of(HISTORY_BASELINE, "HistoryBaseline", "projections", __name__)
+HistoryHorizon = model_of(HISTORY_HORIZON, "HistoryHorizon", "projections", __name__)
 
 
 def views_file(log_file: str) -> str:

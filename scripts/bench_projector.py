@@ -10,6 +10,9 @@ it from position 0 into fresh read models, timing each set of projectors:
   views              the queue and message read models alone (what ran before analytics)
   analytics          the analytics projection alone
   views + analytics  both, as ``cairn serve`` runs them
+  views 14d          views with history retention's bookkeeping (the default 14 days prunes
+                     nothing of this log)
+  views 60s          views pruning as it goes (a 60 s history retention)
 
 Each is the median of ``--rounds`` replays, in this one run. Usage:
 scripts/bench_projector.py [--events 100000] [--rounds 3]
@@ -49,6 +52,7 @@ from projections.analytics.projector import AnalyticsProjector
 from projections.models import APPS, views_file
 from projections.runner import ProjectionRunner
 from projections.views.projector import ViewsProjector
+from projections.views.retention import HistoryRetention
 
 BODY = msgspec.Raw(msgspec.json.encode({"order": 12345, "items": ["x" * 40] * 5}))
 
@@ -102,7 +106,12 @@ async def replay(path: Path, template: Path, names: list[str]) -> float:
     await store.open()
     views = SqliteDatabase(views_file(str(path)), table="projection_checkpoints")
     await views.open()
-    everything = {"views": ViewsProjector(), "analytics": AnalyticsProjector()}
+    everything = {
+        "views": ViewsProjector(),
+        "analytics": AnalyticsProjector(),
+        "views 14d": ViewsProjector(HistoryRetention(14 * 86400)),
+        "views 60s": ViewsProjector(HistoryRetention(60)),
+    }
     runner = ProjectionRunner(store, views, [everything[n] for n in names])
     await runner.start()
     try:
@@ -127,7 +136,13 @@ async def main() -> None:
         print(f"log: {head:,} events")
         baseline = None
         print(f"{'projectors':<20}{'events/s':>12}{'vs views':>10}")
-        for names in (["views"], ["analytics"], ["views", "analytics"]):
+        for names in (
+            ["views"],
+            ["analytics"],
+            ["views", "analytics"],
+            ["views 14d"],
+            ["views 60s"],
+        ):
             took = statistics.median([await replay(path, empty, names) for _ in range(args.rounds)])
             rate = head / took
             baseline = baseline or rate

@@ -264,7 +264,7 @@ async def extend(request: Request) -> Response:
     "A message, its status and its history, now or as of a position or time",
     query=AsOfQuery,
     responses={200: MessageResource},
-    errors=(404, 422),
+    errors=(404, 410, 422),
     permission="read",
 )
 async def get_message(request: Request) -> Response:
@@ -314,7 +314,7 @@ async def find_message(request: Request) -> Response:
     "List a queue's messages, oldest first, now or as of a position or time",
     query=MessageListQuery,
     responses={200: MessagePage},
-    errors=(404, 422),
+    errors=(404, 410, 422),
     permission="read",
 )
 async def list_messages(request: Request) -> Response:

@@ -170,7 +170,7 @@ async def list_queues(request: Request) -> Response:
     "Read a queue and its stats, now or as of a position or time",
     query=AsOfQuery,
     responses={200: QueueResource},
-    errors=(404, 422),
+    errors=(404, 410, 422),
     permission="read",
 )
 async def get_queue(request: Request) -> Response:

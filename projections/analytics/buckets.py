@@ -24,7 +24,8 @@ SIZES: Final = (10, 60, 300, 3600)
 from it."""
 FINEST: Final = SIZES[0]
 KEPT_S: Final[dict[int, int | None]] = {10: 24 * 3600, 60: 14 * 86400, 300: None, 3600: None}
-"""What the contract promises is kept, per size (None: as long as the log)."""
+"""What the contract promises is kept, per size (None: for the history retention,
+``--history-retention``)."""
 PRUNED_AFTER_S: Final[dict[int, int]] = {10: 25 * 3600, 60: 15 * 86400}
 """When a bucket is dropped: an hour (a day) past the promise, so a read at the edge of the
 promise never finds a bucket half pruned."""

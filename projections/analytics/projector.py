@@ -62,6 +62,11 @@ class AnalyticsProjector:
     name: Final = "analytics"
     tables: Final = (ANALYTICS_BUCKETS, ANALYTICS_PENDING)
 
+    def __init__(self, history_retention_s: float | None = None) -> None:
+        self.coarse_kept_s = history_retention_s
+        """How long the buckets the contract keeps "for the history retention" (5 minutes,
+        an hour) stay; None: for good."""
+
     def apply(self, conn: Sql, batch: list[StoredEvent]) -> None:
         tallies: dict[tuple[str, int], Tally] = defaultdict(Tally)
         published: dict[str, int] = {}
@@ -118,7 +123,7 @@ class AnalyticsProjector:
         for size in SIZES:
             _merge_into(conn, size, tallies)
         if clock.latest:
-            _prune(conn, clock.latest)
+            _prune(conn, clock.latest, self.coarse_kept_s)
 
     def reset(self, conn: Sql) -> None:
         for table in self.tables:
@@ -181,12 +186,16 @@ def _merge_into(conn: Sql, size: int, fine: dict[tuple[str, int], Tally]) -> Non
     )
 
 
-def _prune(conn: Sql, latest_us: int) -> None:
+def _prune(conn: Sql, latest_us: int, coarse_kept_s: float | None) -> None:
     """Drop fine buckets past what is kept of them, and publish times older than any message
     stays unless its lease is extended for weeks. By the time of the events, not the clock:
     a bucket or publish time pruned is one that every cut of the log into batches prunes."""
     latest = latest_us // _US
-    for size, after in PRUNED_AFTER_S.items():
+    pruned = dict(PRUNED_AFTER_S)
+    if coarse_kept_s is not None:
+        # A bucket goes once all of it is older than the retention.
+        pruned.update({size: int(coarse_kept_s) + size for size in SIZES if size not in pruned})
+    for size, after in pruned.items():
         conn.execute(
             f"DELETE FROM {ANALYTICS_BUCKETS.name} WHERE bucket_s = ? AND start_s < ?",
             [size, latest - after],

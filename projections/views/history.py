@@ -38,7 +38,7 @@ QUEUE_VERSIONS: Final = Table(
     "queue_versions",
     QueueVersionRow,
     key=("queue_id", "from_position"),
-    indexes=(("name", "to_position"),),
+    indexes=(("name", "to_position"), ("to_position",)),
 )
 MESSAGE_VERSIONS: Final = Table(
     "message_versions",
@@ -48,6 +48,7 @@ MESSAGE_VERSIONS: Final = Table(
         ("queue_id", "to_position", "from_position"),
         ("queue_id", "position"),
         ("queue_id", "status", "from_position"),
+        ("to_position",),  # history retention: versions that stopped holding longest ago
     ),
 )
 
@@ -80,8 +81,10 @@ class Versions:
 def _write(conn: Sql, table: Table[Any], key: str, made: dict[Any, list[tuple[Any, ...]]]) -> None:
     if not made:
         return
+    # "+to_position" keeps that term off the (to_position) index history retention walks:
+    # SQLite would otherwise take it for "= OPEN", which every current version matches.
     conn.executemany(
-        f"UPDATE {table.name} SET to_position = ? WHERE {key} = ? AND to_position = ?",
+        f"UPDATE {table.name} SET to_position = ? WHERE {key} = ? AND +to_position = ?",
         [(versions[0][-1], row_key, OPEN) for row_key, versions in made.items()],
     )
     rows: list[tuple[Any, ...]] = []

@@ -51,6 +51,7 @@ MESSAGE_VIEWS: Final = Table(
         ("queue_id", "status", "visible_at"),
         ("queue_id", "position"),
         ("queue_id", "status", "position"),
+        ("status", "updated_position"),  # history retention: finished longest ago first
     ),
 )
 

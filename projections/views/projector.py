@@ -38,11 +38,29 @@ from projections.views.batch import BatchRows
 from projections.views.history import MESSAGE_VERSIONS, QUEUE_VERSIONS
 from projections.views.messages import MESSAGE_VIEWS
 from projections.views.queues import QUEUE_VIEWS
+from projections.views.retention import (
+    HISTORY_BASELINE,
+    HISTORY_CLOCK,
+    HISTORY_HORIZON,
+    HistoryRetention,
+)
 
 
 class ViewsProjector:
     name: Final = "views"
-    tables: Final = (QUEUE_VIEWS, MESSAGE_VIEWS, QUEUE_VERSIONS, MESSAGE_VERSIONS)
+    tables: Final = (
+        QUEUE_VIEWS,
+        MESSAGE_VIEWS,
+        QUEUE_VERSIONS,
+        MESSAGE_VERSIONS,
+        HISTORY_CLOCK,
+        HISTORY_BASELINE,
+        HISTORY_HORIZON,
+    )
+
+    def __init__(self, retention: HistoryRetention | None = None) -> None:
+        self.retention = retention
+        """None: keep every finished message and version (tests that compare whole models)."""
 
     def apply(self, conn: Sql, batch: list[StoredEvent]) -> None:
         decoded = [(stored.position, stored.event()) for stored in batch]
@@ -108,6 +126,8 @@ class ViewsProjector:
                 MESSAGE_VIEWS.upsert,
                 [MESSAGE_VIEWS.values(rows.messages[m]) for m in changed_messages],
             )
+        if self.retention is not None:
+            self.retention.after_batch(conn, batch)
 
     def reset(self, conn: Sql) -> None:
         for table in self.tables:

@@ -169,6 +169,19 @@ async def test_fine_buckets_go_after_what_is_kept_and_coarse_ones_stay(log: Log)
     assert await log.count(ANALYTICS_PENDING.name) == 2
 
 
+async def test_coarse_buckets_stay_for_the_history_retention(log: Log) -> None:
+    log.projector = AnalyticsProjector(history_retention_s=2 * 86400)
+    day = 86400
+    await log.apply([published("first", 0)])
+    await log.apply([published("next-day", day)])
+    assert len(await log.rows(300)) == 2 and len(await log.rows(3600)) == 2
+    await log.apply([published("three-days-later", 3 * day)])
+    # The first day's buckets are wholly older than two days; the next day's are not yet.
+    start = [int(at(t).timestamp()) for t in (day, 3 * day)]
+    assert [r.start_s for r in await log.rows(300)] == start
+    assert [r.start_s for r in await log.rows(3600)] == start
+
+
 async def test_a_busy_queue_costs_a_bounded_number_of_rows_per_day(log: Log) -> None:
     """One queue with something in every 10 s bucket, for two days: the rows kept stop
     growing for 10 s and 60 s buckets, and grow by 288 + 24 a day for the coarser ones."""
