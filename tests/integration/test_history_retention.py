@@ -15,24 +15,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.commands import (
-    AckEntry,
-    AckMessages,
-    AnyCommand,
-    CreateQueue,
-    DeleteQueue,
-    NackMessage,
-    PublishMessages,
-    PurgeQueue,
-    QueueSettings,
-    ReceiveMessages,
-    RedriveMessages,
-    RestoreQueue,
-    Sweep,
-    UndoPurge,
-)
-from broker.decide import PurgeReply, ReceiveReply
-from broker.errors import BrokerError
 from broker.state import to_us
 from broker.store.sql import Sql
 from broker.store.sqlite import SqliteDatabase, SqliteEventStore
@@ -43,17 +25,14 @@ from projections.runner import ProjectionRunner
 from projections.views.messages import MESSAGE_VIEWS
 from projections.views.projector import ViewsProjector
 from projections.views.retention import FINISHED, HistoryRetention
-from tests.helpers import Counter, FakeClock, fresh_database, message
+from tests.helpers import Counter, FakeClock, fresh_database
+from tests.integration.scripts import START_QUEUES, play
 
 RETENTION_S = 60
 NAMES = st.sampled_from(["a", "b", "dlq"])
 PUBLISH = st.tuples(st.just("publish"), NAMES, st.integers(1, 4), st.sampled_from([0, 0, 5]))
 RECEIVE = st.tuples(st.just("receive"), NAMES, st.integers(1, 3))
-START: list[tuple[Any, ...]] = [
-    ("create", "dlq", False),
-    ("create", "a", True),
-    ("create", "b", False),
-]
+START = START_QUEUES
 ACK = st.tuples(st.just("ack"), st.integers(0, 20))
 ADVANCE = st.tuples(st.just("advance"), st.sampled_from([1, 10, 31, 61, 200]))
 steps = st.lists(
@@ -109,7 +88,7 @@ class Scenario:
         incremental = ProjectionRunner(store, pruned, [ViewsProjector(retention)], batch_size=batch)
         await incremental.start()
         try:
-            await self._play(writer, incremental, script)
+            await play(writer, incremental, self.clock, script)
             await incremental.catch_up()
             keeper = ProjectionRunner(store, whole, [ViewsProjector()], batch_size=100_000)
             await keeper.start()
@@ -120,72 +99,6 @@ class Scenario:
             await pruned.close()
             await whole.close()
             await store.close()
-
-    async def _play(
-        self, writer: Writer, runner: ProjectionRunner, script: list[tuple[Any, ...]]
-    ) -> None:
-        leases: list[tuple[str, str, str]] = []
-        purges: list[tuple[str, int]] = []
-        for step in script:
-            command: AnyCommand | None = None
-            match step:
-                case ("create", name, with_dlq):
-                    dead = {"max_receive_count": 1, "dead_letter_queue": "dlq"} if with_dlq else {}
-                    command = CreateQueue(
-                        queue=name, settings=QueueSettings(visibility_timeout_s=30, **dead)
-                    )
-                case ("publish", name, count, delay):
-                    command = PublishMessages(
-                        queue=name, messages=tuple(message(i, delay_s=delay) for i in range(count))
-                    )
-                case ("receive", name, count):
-                    command = ReceiveMessages(queue=name, max_messages=count)
-                case ("ack" | "nack", index) if leases:
-                    queue, mid, receipt = leases[index % len(leases)]
-                    entry = AckEntry(message_id=mid, receipt=receipt)
-                    command = (
-                        AckMessages(queue=queue, entries=(entry,))
-                        if step[0] == "ack"
-                        else NackMessage(queue=queue, message_id=mid, receipt=receipt)
-                    )
-                case ("advance", seconds):
-                    self.clock.advance(seconds)
-                    command = Sweep()
-                case ("purge", name):
-                    command = PurgeQueue(queue=name)
-                case ("undo", index) if purges:
-                    queue, position = purges[index % len(purges)]
-                    command = UndoPurge(queue=queue, purge=position)
-                case ("delete", name):
-                    command = DeleteQueue(queue=name)
-                case ("restore", name):
-                    command = RestoreQueue(queue=name)
-                case ("redrive", name):
-                    command = RedriveMessages(queue=name)
-                case ("project",):
-                    await runner.catch_up()
-                case ("cycle", name):
-                    try:
-                        await writer.execute(PublishMessages(queue=name, messages=(message(),)))
-                        got = await writer.execute(ReceiveMessages(queue=name, max_messages=10))
-                    except BrokerError:
-                        continue
-                    assert isinstance(got, ReceiveReply)
-                    entries = tuple(
-                        AckEntry(message_id=m.id, receipt=m.receipt) for m in got.messages
-                    )
-                    if entries:
-                        command = AckMessages(queue=name, entries=entries)
-            if command is None:
-                continue
-            try:
-                reply = await writer.execute(command)
-            except BrokerError:
-                continue
-            if isinstance(reply, ReceiveReply):
-                leases += [(step[1], m.id, m.receipt) for m in reply.messages]
-            if isinstance(reply, PurgeReply):
-                purges.append((step[1], reply.position))
 
     async def _compare(
         self, store: SqliteEventStore, pruned: SqliteDatabase, whole: SqliteDatabase

@@ -11,22 +11,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.commands import (
-    AckEntry,
-    AckMessages,
-    AnyCommand,
-    CreateQueue,
-    DeleteQueue,
-    NackMessage,
-    PublishMessages,
-    PurgeQueue,
-    QueueSettings,
-    ReceiveMessages,
-    RedriveMessages,
-    Sweep,
-)
-from broker.decide import ReceiveReply
-from broker.errors import BrokerError
 from broker.store.sql import Sql
 from broker.store.sqlite import SqliteDatabase, SqliteEventStore
 from broker.writer import Writer
@@ -37,7 +21,8 @@ from projections.runner import ProjectionRunner
 from projections.views.messages import MESSAGE_VIEWS
 from projections.views.projector import ViewsProjector
 from projections.views.queues import QUEUE_VIEWS
-from tests.helpers import Counter, FakeClock, fresh_database, message
+from tests.helpers import Counter, FakeClock, fresh_database
+from tests.integration.scripts import START_QUEUES, play
 
 NAMES = st.sampled_from(["a", "b", "dlq"])
 
@@ -46,11 +31,6 @@ RECEIVE = st.tuples(st.just("receive"), NAMES, st.integers(1, 3))
 PROJECT = st.tuples(st.just("project"))
 # Queues exist from the start, and the common steps are listed twice: most runs then do
 # something worth projecting, rather than failing on missing queues.
-START_QUEUES: list[tuple[Any, ...]] = [
-    ("create", "dlq", False),
-    ("create", "a", True),
-    ("create", "b", False),
-]
 steps = st.lists(
     st.one_of(
         PUBLISH,
@@ -97,52 +77,8 @@ async def _scenario(directory: Path, script: list[tuple[Any, ...]], batch: int) 
         store, read_models, [ViewsProjector(), AnalyticsProjector()], batch_size=batch
     )
     await incremental.start()
-    leases: list[tuple[str, str, str]] = []
     try:
-        for step in script:
-            command: AnyCommand | None = None
-            match step:
-                case ("create", name, with_dlq):
-                    dead = {"max_receive_count": 1, "dead_letter_queue": "dlq"} if with_dlq else {}
-                    command = CreateQueue(
-                        queue=name, settings=QueueSettings(visibility_timeout_s=30, **dead)
-                    )
-                case ("publish", name, count, delay):
-                    command = PublishMessages(
-                        queue=name, messages=tuple(message(i, delay_s=delay) for i in range(count))
-                    )
-                case ("receive", name, count):
-                    command = ReceiveMessages(queue=name, max_messages=count)
-                case ("ack" | "nack", index) if leases:
-                    queue, mid, receipt = leases[index % len(leases)]
-                    command = (
-                        AckMessages(
-                            queue=queue, entries=(AckEntry(message_id=mid, receipt=receipt),)
-                        )
-                        if step[0] == "ack"
-                        else NackMessage(
-                            queue=queue, message_id=mid, receipt=receipt, reason=f"r{index % 3}"
-                        )
-                    )
-                case ("advance", seconds):
-                    clock.advance(seconds)
-                    command = Sweep()
-                case ("purge", name):
-                    command = PurgeQueue(queue=name)
-                case ("delete", name):
-                    command = DeleteQueue(queue=name)
-                case ("redrive", name):
-                    command = RedriveMessages(queue=name)
-                case ("project",):
-                    await incremental.catch_up()
-            if command is None:
-                continue
-            try:
-                reply = await writer.execute(command)
-            except BrokerError:
-                continue
-            if isinstance(reply, ReceiveReply):
-                leases += [(step[1], m.id, m.receipt) for m in reply.messages]
+        await play(writer, incremental, clock, script)
         await incremental.catch_up()
         built = await _dump(read_models)
 
