@@ -36,7 +36,7 @@ from broker.commands import (
     UndoPurge,
     UpdateQueue,
 )
-from broker.decide import Context, PurgeReply, ReceiveReply, decide
+from broker.decide import Context, PurgeReply, ReceiveReply, SweepReply, decide
 from broker.events import AnyEvent
 from broker.ports import EventStore
 from broker.state import FINISHED, StateTx, to_us
@@ -320,5 +320,43 @@ def test_postgres_sweeps_by_due_time_as_if_it_visited_every_queue(
 
     try:
         asyncio.run(play())
+    finally:
+        drop(url)
+
+
+async def _a_few_queues_per_sweep(store: EventStore) -> None:
+    run = Run(store)
+    names = [f"q{i}" for i in range(5)]
+    for name in names:
+        await run.run(CreateQueue(queue=name, settings=QueueSettings()))
+        await run.run(PublishMessages(queue=name, messages=(message(name),)))
+        await run.run(ReceiveMessages(queue=name, max_messages=1, visibility_timeout_s=1))
+    run.now += timedelta(seconds=5)
+    visits: list[tuple[int, ...]] = []
+    for _ in range(4):
+        swept = await run.run(Sweep(queues=2))
+        assert isinstance(swept, SweepReply)
+        visits.append(swept.visited)
+    # Two a sweep, then none: each visit set the queue's time past its released message.
+    assert [len(v) for v in visits] == [2, 2, 1, 0]
+    ids = [queue_id for visit in visits for queue_id in visit]
+    found = await store.transact(lambda tx: [tx.queue_by_id(q) for q in ids])
+    assert sorted(q.name for q in found if q is not None) == names
+    expired = await store.read(0, 1000, types=["message.lease_expired"])
+    assert sorted(e.queue for e in expired) == names
+
+
+async def test_a_sweep_visits_at_most_its_number_of_queues(tmp_path: Path) -> None:
+    await _a_few_queues_per_sweep(MemoryEventStore())
+    sqlite = SqliteEventStore(str(fresh_database(tmp_path)))
+    url = fresh_postgres()
+    postgres = PostgresEventStore(url)
+    try:
+        for store in (sqlite, postgres):
+            await store.open()
+            try:
+                await _a_few_queues_per_sweep(store)
+            finally:
+                await store.close()
     finally:
         drop(url)
