@@ -253,10 +253,21 @@ _PRUNE_UNDONE: Final = (
 )
 
 # A time is only ever lowered here (None lowers nothing); ``reschedule`` and ``prune`` set it.
-_LOWER_DUE: Final = f"{DUE.insert} ON CONFLICT (queue_id) DO UPDATE SET " + ", ".join(
-    f"{c} = CASE WHEN broker_due.{c} IS NULL OR excluded.{c} < broker_due.{c}"
-    f" THEN excluded.{c} ELSE broker_due.{c} END"
+# The row is written only when a time does go down, which it mostly does not (a publish is due
+# long after the queue's oldest message): no transaction rewrites an unchanged row and its two
+# index entries.
+_LOWERS: Final = {
+    c: f"excluded.{c} IS NOT NULL AND (broker_due.{c} IS NULL OR excluded.{c} < broker_due.{c})"
     for c in ("sweep_at", "prune_at")
+}
+_LOWER_DUE: Final = (
+    f"{DUE.insert} ON CONFLICT (queue_id) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = CASE WHEN {lowers} THEN excluded.{c} ELSE broker_due.{c} END"
+        for c, lowers in _LOWERS.items()
+    )
+    + " WHERE "
+    + " OR ".join(f"({lowers})" for lowers in _LOWERS.values())
 )
 _DUE_QUEUES: Final = (
     "SELECT "
