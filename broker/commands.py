@@ -231,6 +231,9 @@ class Sweep(msgspec.Struct, frozen=True, kw_only=True):
 
     queue: str | None = None
     limit: int = 500
+    """At most this many lease ends, and as many retention expiries, per queue."""
+    queues: int = 1000
+    """At most this many queues a full sweep visits (those due longest first)."""
 
 
 AnyCommand: TypeAlias = (

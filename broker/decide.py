@@ -201,6 +201,8 @@ class DryRunReply(msgspec.Struct, frozen=True):
 
 class SweepReply(msgspec.Struct, frozen=True):
     events: int
+    visited: tuple[int, ...] = ()
+    """The queues a full sweep visited (the writer has their due times set anew)."""
 
 
 class MoveTaskReply(msgspec.Struct, frozen=True):
@@ -927,12 +929,14 @@ def _restore(view: StateView, command: RestoreQueue, ctx: Context) -> Decision:
 
 
 def _sweep(view: StateView, command: Sweep, ctx: Context) -> Decision:
+    now = ctx.now_us
     if command.queue is None:
-        queues = view.live_queues()
+        # Only the queues that may have something due (``QueueDue``): what every other queue
+        # would have given is nothing, so the events are those of a visit to every queue.
+        queues = view.due_queues(now, command.queues)
     else:
         one = view.queue(command.queue)
         queues = [] if one is None else [one]
-    now = ctx.now_us
     events: list[AnyEvent] = []
     for queue in queues:
         cutoff = now - queue.retention_s * 1_000_000
@@ -954,7 +958,8 @@ def _sweep(view: StateView, command: Sweep, ctx: Context) -> Decision:
         task = move_task_of(queue)
         if task is not None:
             events.extend(_move_some(view, queue, task, ctx))
-    return Decision(events, SweepReply(len(events)))
+    visited = tuple(q.queue_id for q in queues) if command.queue is None else ()
+    return Decision(events, SweepReply(len(events), visited))
 
 
 MOVE_BATCH: Final = 500

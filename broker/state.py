@@ -62,6 +62,9 @@ the write side holds the live messages and a window of recent ones, however long
 PRUNE_BATCH: Final = 5000
 """At most this many message rows a sweep prunes per queue: a sweep shares the writer with
 commands, and a backlog of finished rows is worked off over a few sweeps instead."""
+PRUNE_QUEUES: Final = 1000
+"""At most this many queues one prune visits (those due longest first; the others at the next
+sweep), as a full sweep visits at most ``Sweep.queues``."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PRIORITY: Final = 9
 SETTINGS: Final = QueueSettings.__struct_fields__
@@ -234,6 +237,64 @@ class ProducerState(msgspec.Struct, frozen=True):
         return msgspec.json.decode(self.batches, type=list[ProducerBatchSeen])
 
 
+class QueueDue(msgspec.Struct, frozen=True):
+    """When the sweeper and the pruner may next have something to do for one queue, so that
+    they visit the queues that are due instead of every queue (an idle queue costs nothing).
+    Kept by the adapters as they store rows, not by ``evolve``: each time is a lower bound,
+    lowered whenever a row is stored that is due sooner, and set exactly (``sweep_due``,
+    ``prune_due``) for each queue a sweep or prune visited. None: nothing to do until a row
+    is stored."""
+
+    queue_id: int
+    sweep_at: int | None = None
+    """The earliest lease end or retention expiry of its live messages; 0 (at once) while a
+    move task runs, and after a change that may make anything due (``queue_due_now``)."""
+    prune_at: int | None = None
+    """The earliest ``visible_at`` of its finished messages (which are pruned
+    ``FINISHED_KEPT_S`` after it); 0 while an undone purge of it leaves rows to prune."""
+
+
+def message_sweep_at(message: MessageState, retention_s: int) -> int | None:
+    """When the sweeper has something to record for this message, as far as it alone goes:
+    a leased one when its lease ends, a ready or waiting one when it outlives retention."""
+    if message.status == "leased":
+        return message.visible_at
+    if message.status in ("ready", "waiting"):
+        return message.published_at + retention_s * 1_000_000
+    return None
+
+
+def message_prune_at(message: MessageState) -> int | None:
+    """The time a finished message's row is kept from (see ``FINISHED_KEPT_S``)."""
+    return message.visible_at if message.status in FINISHED else None
+
+
+def queue_due_now(before: QueueState | None, after: QueueState) -> bool:
+    """Whether a change of a live queue may make something due that its stored messages did
+    not: it came back from deletion, its retention got shorter, or a move task runs."""
+    if after.deleted:
+        return False
+    if after.move_task is not None:
+        return True
+    return before is not None and (before.deleted or after.retention_s < before.retention_s)
+
+
+def sweep_due(queue: QueueState, lease_end: int | None, oldest_published: int | None) -> int | None:
+    """A queue's exact ``sweep_at``: from its earliest lease end and the publish time of its
+    oldest ready or waiting message."""
+    if queue.deleted:
+        return None
+    if queue.move_task is not None:
+        return 0
+    if oldest_published is None:
+        return lease_end
+    return earliest(lease_end, oldest_published + queue.retention_s * 1_000_000)
+
+
+def earliest(*times: int | None) -> int | None:
+    return min((t for t in times if t is not None), default=None)
+
+
 class PutQueue(msgspec.Struct, frozen=True):
     queue: QueueState
 
@@ -301,6 +362,10 @@ class StateView(Protocol):
     def live_queues(self) -> list[QueueState]:
         """Every live queue, by name."""
 
+    def due_queues(self, now: int, limit: int) -> list[QueueState]:
+        """The live queues whose ``QueueDue.sweep_at`` is at or before ``now``: at most
+        ``limit``, the earliest due first; by name. One indexed look, however many queues."""
+
     def message(self, message_id: str) -> MessageState | None:
         """The message with that id, in whatever state."""
 
@@ -366,14 +431,20 @@ class StateTx(StateView, Protocol):
     def apply(self, changes: Sequence[Change]) -> None:
         """Store these state changes."""
 
+    def reschedule(self, queue_ids: Sequence[int]) -> None:
+        """Set each queue's ``sweep_at`` exactly (``sweep_due``), from the rows as they are
+        now: called once a full sweep's events are stored, for the queues it visited."""
+
     def prune(self, now: int, finished_before: int) -> int:
         """Forget dedup keys whose window has closed, idempotency records past their 24 h,
-        idempotent producers silent for ``PRODUCER_KEPT_S``, the
-        rows of finished messages whose ``visible_at`` is at or before ``finished_before``
-        (``FINISHED_KEPT_S``), and those of messages a purge took that is undone (no undo can
-        bring them back any more); at most ``PRUNE_BATCH`` message rows per queue and purge.
-        Purged messages of a purge not undone stay: an undo restores or counts them. Return
-        how many rows were forgotten."""
+        idempotent producers silent for ``PRODUCER_KEPT_S`` (each one indexed look across
+        queues), the rows of finished messages whose ``visible_at`` is at or before
+        ``finished_before`` (``FINISHED_KEPT_S``), and those of messages a purge took that is
+        undone (no undo can bring them back any more): of the queues whose ``prune_at`` is at
+        or before ``finished_before`` (at most ``PRUNE_QUEUES``, the earliest first, deleted
+        ones too), at most ``PRUNE_BATCH`` message rows per queue and purge; then their
+        ``prune_at`` exactly. Purged messages of a purge not undone stay: an undo restores or
+        counts them. Return how many rows were forgotten."""
 
 
 def stored_settings(event: QueueCreated | QueueUpdated) -> dict[str, Any]:

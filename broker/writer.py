@@ -32,7 +32,7 @@ from broker.commands import (
     ReceiveMessages,
     Sweep,
 )
-from broker.decide import Context, Reply, decide
+from broker.decide import Context, Reply, SweepReply, decide
 from broker.errors import (
     BrokerError,
     IdempotencyKeyReusedError,
@@ -135,6 +135,8 @@ def apply_batch(
             outcomes.append(error)
             continue
         _append(tx, _traced(decision.events, command), commit)
+        if isinstance(decision.reply, SweepReply) and decision.reply.visited:
+            tx.reschedule(decision.reply.visited)
         if claim is not None:  # in the command's own transaction: exactly once, whatever races
             tx.apply([PutIdempotency(record_of(claim, decision.reply, ctx.now_us))])
         outcomes.append(decision.reply)

@@ -4,6 +4,7 @@ the unit, contract and model tests; nothing survives the process."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar, assert_never
@@ -17,6 +18,7 @@ from broker.state import (
     LIVE,
     PRODUCER_KEPT_S,
     PRUNE_BATCH,
+    PRUNE_QUEUES,
     Change,
     DedupEntry,
     GroupState,
@@ -33,10 +35,46 @@ from broker.state import (
     PutPurge,
     PutQueue,
     QueueState,
+    message_prune_at,
+    message_sweep_at,
+    queue_due_now,
+    sweep_due,
 )
 
 T = TypeVar("T")
 _MISSING: Final = object()
+
+
+class DueTimes:
+    """A time per queue (``QueueDue.sweep_at`` or ``prune_at``), and the queues whose time has
+    come, earliest first, without looking at the others: a heap beside the mapping, whose
+    entries no longer the queue's time are dropped as they surface."""
+
+    def __init__(self) -> None:
+        self.at: dict[int, int] = {}
+        self._heap: list[tuple[int, int]] = []
+
+    def pushed(self, queue_id: int) -> None:
+        """``at[queue_id]`` was just set: the heap learns of it."""
+        if queue_id in self.at:
+            heapq.heappush(self._heap, (self.at[queue_id], queue_id))
+
+    def rebuild(self) -> None:
+        """After ``at`` was put back as it was (a rollback)."""
+        self._heap = [(at, queue_id) for queue_id, at in self.at.items()]
+        heapq.heapify(self._heap)
+
+    def due(self, now: int, limit: int) -> list[int]:
+        """The queues whose time is at or before ``now``, at most ``limit``, earliest first."""
+        heap = self._heap
+        found: dict[int, int] = {}
+        while heap and heap[0][0] <= now and len(found) < limit:
+            at, queue_id = heapq.heappop(heap)
+            if self.at.get(queue_id) == at:
+                found[queue_id] = at
+        for queue_id, at in found.items():  # still due until set anew
+            heapq.heappush(heap, (at, queue_id))
+        return list(found)
 
 
 class MemoryEventStore:
@@ -49,6 +87,8 @@ class MemoryEventStore:
         self.purges: dict[int, PurgeRecord] = {}
         self.idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
         self.producers: dict[tuple[int, int], ProducerState] = {}
+        self.sweep_due = DueTimes()
+        self.prune_due = DueTimes()
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -131,6 +171,28 @@ class _MemoryTx:
         return sorted(
             (q for q in self._store.queues.values() if not q.deleted), key=lambda q: q.name
         )
+
+    def due_queues(self, now: int, limit: int) -> list[QueueState]:
+        queues = (self._store.queues[q] for q in self._store.sweep_due.due(now, limit))
+        return sorted((q for q in queues if not q.deleted), key=lambda q: q.name)
+
+    def reschedule(self, queue_ids: Sequence[int]) -> None:
+        for queue_id in queue_ids:
+            queue = self._store.queues[queue_id]
+            leased = self._of_queue(queue_id, "leased")
+            available = self._of_queue(queue_id, "ready", "waiting")
+            lease_end = min((m.visible_at for m in leased), default=None)
+            oldest = min((m.published_at for m in available), default=None)
+            self._set_due(self._store.sweep_due, queue_id, sweep_due(queue, lease_end, oldest))
+
+    def _set_due(self, times: DueTimes, queue_id: int, at: int | None) -> None:
+        self._set(times.at, queue_id, _MISSING if at is None else at)
+        times.pushed(queue_id)
+
+    def _lower(self, times: DueTimes, queue_id: int, at: int | None) -> None:
+        known = times.at.get(queue_id)
+        if at is not None and (known is None or at < known):
+            self._set_due(times, queue_id, at)
 
     def deleted_queue(self, name: str) -> QueueState | None:
         deleted = [q for q in self._store.queues.values() if q.name == name and q.deleted]
@@ -237,18 +299,26 @@ class _MemoryTx:
             self._set(self._store.producers, producer, _MISSING)
         pruned += len(gone)
         undone = {p.position for p in self._store.purges.values() if p.undone}
-        taken: Counter[tuple[int, int]] = Counter()
-        for message in list(self._store.messages.values()):
-            if message.status in FINISHED and message.visible_at <= finished_before:
-                batch = (message.queue_id, 0)
-            elif message.status == "purged" and message.purged_by in undone:
-                batch = (message.queue_id, message.purged_by)
-            else:
-                continue
-            if taken[batch] < PRUNE_BATCH:
-                taken[batch] += 1
-                self._set(self._store.messages, message.message_id, _MISSING)
-        return pruned + sum(taken.values())
+        for queue_id in self._store.prune_due.due(finished_before, PRUNE_QUEUES):
+            taken: Counter[int] = Counter()
+            for message in self._of_queue(queue_id, *FINISHED, "purged"):
+                if message.status in FINISHED and message.visible_at <= finished_before:
+                    batch = 0
+                elif message.status == "purged" and message.purged_by in undone:
+                    assert message.purged_by is not None
+                    batch = message.purged_by
+                else:
+                    continue
+                if taken[batch] < PRUNE_BATCH:
+                    taken[batch] += 1
+                    self._set(self._store.messages, message.message_id, _MISSING)
+            pruned += sum(taken.values())
+            more = any(n >= PRUNE_BATCH for n in taken.values())
+            finished = min(
+                (m.visible_at for m in self._of_queue(queue_id, *FINISHED)), default=None
+            )
+            self._set_due(self._store.prune_due, queue_id, 0 if more else finished)
+        return pruned
 
     def apply(self, changes: Sequence[Change]) -> None:
         for change in changes:
@@ -257,15 +327,26 @@ class _MemoryTx:
     def _apply(self, change: Change) -> None:
         match change:
             case PutQueue(queue):
+                before = self._store.queues.get(queue.queue_id)
                 self._set(self._store.queues, queue.queue_id, queue)
+                if queue.deleted:  # the sweeper visits live queues only
+                    self._set_due(self._store.sweep_due, queue.queue_id, None)
+                elif queue_due_now(before, queue):
+                    self._lower(self._store.sweep_due, queue.queue_id, 0)
             case PutMessage(message):
                 self._set(self._store.messages, message.message_id, message)
+                retention_s = self._store.queues[message.queue_id].retention_s
+                swept = message_sweep_at(message, retention_s)
+                self._lower(self._store.sweep_due, message.queue_id, swept)
+                self._lower(self._store.prune_due, message.queue_id, message_prune_at(message))
             case PutGroup(group):
                 self._set(self._store.groups, (group.queue_id, group.group_id), group)
             case PutDedup(entry):
                 self._set(self._store.dedup, (entry.queue_id, entry.dedup_id), entry)
             case PutPurge(purge):
                 self._set(self._store.purges, purge.position, purge)
+                if purge.undone:  # what it took and nothing restored can be pruned
+                    self._lower(self._store.prune_due, purge.queue_id, 0)
             case PutIdempotency(record):
                 held = (record.subject, record.idempotency_key)
                 self._set(self._store.idempotency, held, record)
@@ -291,7 +372,7 @@ class _MemoryTx:
     def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
         self._journal.append((table, key, table.get(key, _MISSING)))
         if value is _MISSING:
-            del table[key]
+            table.pop(key, None)
         else:
             table[key] = value
 
@@ -302,3 +383,5 @@ class _MemoryTx:
             else:
                 table[key] = old
         del self._store.events[self._events_before :]
+        self._store.sweep_due.rebuild()
+        self._store.prune_due.rebuild()

@@ -14,8 +14,10 @@ from typing import Any, Final, Protocol, TypeVar
 from broker.events import MessagePublished, StoredEvent
 from broker.state import (
     FINISHED,
+    LIVE,
     PRODUCER_KEPT_S,
     PRUNE_BATCH,
+    PRUNE_QUEUES,
     Change,
     DedupEntry,
     GroupState,
@@ -31,7 +33,13 @@ from broker.state import (
     PutProducer,
     PutPurge,
     PutQueue,
+    QueueDue,
     QueueState,
+    earliest,
+    message_prune_at,
+    message_sweep_at,
+    queue_due_now,
+    sweep_due,
 )
 from broker.store.tables import Table
 
@@ -107,7 +115,13 @@ GROUPS: Final = Table("broker_groups", GroupState, key=("queue_id", "group_id"))
 DEDUP: Final = Table(
     "broker_dedup", DedupEntry, key=("queue_id", "dedup_id"), indexes=(("expires_at",),)
 )
-PURGES: Final = Table("broker_purges", PurgeRecord, key=("position",))
+PURGES: Final = Table(
+    "broker_purges", PurgeRecord, key=("position",), indexes=(("queue_id", "undone"),)
+)
+DUE: Final = Table(
+    "broker_due", QueueDue, key=("queue_id",), indexes=(("sweep_at",), ("prune_at",))
+)
+"""What the sweeper and the pruner visit: the queues whose time has come, by one index."""
 PRODUCERS: Final = Table(
     "broker_producers",
     ProducerState,
@@ -242,6 +256,45 @@ _PRUNE_UNDONE: Final = (
     " WHERE queue_id = ? AND purged_by = ? AND status = 'purged' LIMIT ?)"
 )
 
+# A time is only ever lowered here (None lowers nothing); ``reschedule`` and ``prune`` set it.
+# The row is written only when a time does go down, which it mostly does not (a publish is due
+# long after the queue's oldest message): no transaction rewrites an unchanged row and its two
+# index entries.
+_LOWERS: Final = {
+    c: f"excluded.{c} IS NOT NULL AND (broker_due.{c} IS NULL OR excluded.{c} < broker_due.{c})"
+    for c in ("sweep_at", "prune_at")
+}
+_LOWER_DUE: Final = (
+    f"{DUE.insert} ON CONFLICT (queue_id) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = CASE WHEN {lowers} THEN excluded.{c} ELSE broker_due.{c} END"
+        for c, lowers in _LOWERS.items()
+    )
+    + " WHERE "
+    + " OR ".join(f"({lowers})" for lowers in _LOWERS.values())
+)
+_DUE_QUEUES: Final = (
+    "SELECT "
+    + ", ".join(f"q.{c}" for c in QUEUES.columns)
+    + " FROM broker_due d JOIN broker_queues q ON q.queue_id = d.queue_id"
+    " WHERE d.sweep_at <= ? AND NOT q.deleted ORDER BY d.sweep_at LIMIT ?"
+)
+
+
+def _earliest_of(column: str, statuses: Sequence[str]) -> str:
+    """One row: per status, the queue's earliest ``column``, each one step down the
+    (queue_id, status, column) index (a MIN across an IN could walk every row of them)."""
+    return "SELECT " + ", ".join(
+        f"(SELECT {column} FROM broker_messages WHERE queue_id = ? AND status = '{status}'"
+        f" ORDER BY {column} LIMIT 1)"
+        for status in statuses
+    )
+
+
+_EARLIEST_LEASE_END: Final = _earliest_of("visible_at", ("leased",))
+_OLDEST_AVAILABLE: Final = _earliest_of("published_at", ("ready", "waiting"))
+_EARLIEST_FINISHED: Final = _earliest_of("visible_at", FINISHED)
+
 _PREFETCH: Final = 64
 """How many candidates the first receive of a queue in a batch reads."""
 
@@ -275,6 +328,11 @@ class SqlStateTx:
         self._rows: list[tuple[Any, ...]] = []
         self._appended: dict[int, StoredEvent] = {}
         self._queues_by_name: dict[str, QueueState | None] = {}
+        self._queues_by_id: dict[int, QueueState | None] = {}
+        self._sweep_lower: dict[int, int] = {}
+        self._prune_lower: dict[int, int] = {}
+        """Due times (``QueueDue``) to lower at the next look at them or at the flush: one
+        statement per queue and transaction, however many rows of it were stored."""
         self._messages_written: dict[str, MessageState] = {}
         self._messages_read: dict[str, MessageState] = {}
         self._bodies: dict[int, StoredEvent] = {}
@@ -297,12 +355,16 @@ class SqlStateTx:
     def queue(self, name: str) -> QueueState | None:
         if name not in self._queues_by_name:
             rows = self._conn.query(f"{QUEUES.select} WHERE name = ? AND NOT deleted", [name])
-            self._queues_by_name[name] = QUEUES.load(rows[0]) if rows else None
+            found = self._queues_by_name[name] = QUEUES.load(rows[0]) if rows else None
+            if found is not None:
+                self._queues_by_id[found.queue_id] = found
         return self._queues_by_name[name]
 
     def queue_by_id(self, queue_id: int) -> QueueState | None:
-        rows = self._conn.query(f"{QUEUES.select} WHERE queue_id = ?", [queue_id])
-        return QUEUES.load(rows[0]) if rows else None
+        if queue_id not in self._queues_by_id:
+            rows = self._conn.query(f"{QUEUES.select} WHERE queue_id = ?", [queue_id])
+            self._queues_by_id[queue_id] = QUEUES.load(rows[0]) if rows else None
+        return self._queues_by_id[queue_id]
 
     def deleted_queue(self, name: str) -> QueueState | None:
         rows = self._conn.query(
@@ -363,6 +425,54 @@ class SqlStateTx:
 
     def live_queues(self) -> list[QueueState]:
         return QUEUES.load_all(self._conn.query(f"{QUEUES.select} WHERE NOT deleted ORDER BY name"))
+
+    def due_queues(self, now: int, limit: int) -> list[QueueState]:
+        self._lower_due()
+        found = QUEUES.load_all(self._conn.query(_DUE_QUEUES, [now, limit]))
+        for queue in found:
+            self._queues_by_id[queue.queue_id] = queue
+        return sorted(found, key=lambda q: q.name)
+
+    def reschedule(self, queue_ids: Sequence[int]) -> None:
+        self._write_messages()
+        self._lower_due()
+        exact: list[tuple[int | None, int]] = []
+        for queue_id in queue_ids:
+            queue = self.queue_by_id(queue_id)
+            if queue is None:
+                continue
+            (lease_end,) = self._conn.query(_EARLIEST_LEASE_END, [queue_id])[0]
+            oldest = earliest(*self._conn.query(_OLDEST_AVAILABLE, [queue_id] * 2)[0])
+            exact.append((sweep_due(queue, lease_end, oldest), queue_id))
+        if exact:
+            self._conn.executemany("UPDATE broker_due SET sweep_at = ? WHERE queue_id = ?", exact)
+
+    def _lower(self, lowered: dict[int, int], queue_id: int, at: int | None) -> None:
+        if at is not None:
+            known = lowered.get(queue_id)
+            if known is None or at < known:
+                lowered[queue_id] = at
+
+    def _lower_for(self, message: MessageState) -> None:
+        if message.status in LIVE:
+            queue = self.queue_by_id(message.queue_id)
+            retention_s = 0 if queue is None else queue.retention_s
+            self._lower(self._sweep_lower, message.queue_id, message_sweep_at(message, retention_s))
+        else:
+            self._lower(self._prune_lower, message.queue_id, message_prune_at(message))
+
+    def _lower_due(self) -> None:
+        queue_ids = self._sweep_lower.keys() | self._prune_lower.keys()
+        if queue_ids:
+            self._conn.executemany(
+                _LOWER_DUE,
+                [
+                    (q, self._sweep_lower.get(q), self._prune_lower.get(q))
+                    for q in sorted(queue_ids)
+                ],
+            )
+            self._sweep_lower.clear()
+            self._prune_lower.clear()
 
     def message(self, message_id: str) -> MessageState | None:
         known = self._messages_written.get(message_id) or self._messages_read.get(message_id)
@@ -521,10 +631,22 @@ class SqlStateTx:
         for change in changes:
             match change:
                 case PutQueue(queue):
+                    before = self.queue_by_id(queue.queue_id)
                     self._queues_by_name.clear()
+                    self._queues_by_id[queue.queue_id] = queue
                     self._conn.execute(QUEUES.upsert, QUEUES.values(queue))
+                    if queue.deleted and before is not None and not before.deleted:
+                        # The sweeper visits live queues only (a restore makes it due again).
+                        self._sweep_lower.pop(queue.queue_id, None)
+                        self._conn.execute(
+                            "UPDATE broker_due SET sweep_at = NULL WHERE queue_id = ?",
+                            [queue.queue_id],
+                        )
+                    elif queue_due_now(before, queue):
+                        self._lower(self._sweep_lower, queue.queue_id, 0)
                 case PutMessage(message):
                     self._messages_written[message.message_id] = message
+                    self._lower_for(message)
                     if message.status == "ready":
                         self._made_ready.setdefault(message.queue_id, set()).add(message.message_id)
                         self._next_visible.pop(message.queue_id, None)
@@ -535,6 +657,8 @@ class SqlStateTx:
                     self._conn.execute(DEDUP.upsert, DEDUP.values(entry))
                 case PutPurge(purge):
                     self._conn.execute(PURGES.upsert, PURGES.values(purge))
+                    if purge.undone:  # what it took and nothing restored can be pruned
+                        self._lower(self._prune_lower, purge.queue_id, 0)
                 case PutIdempotency(record):
                     self._conn.execute(IDEMPOTENCY.upsert, IDEMPOTENCY.values(record))
                 case PutProducer(producer):
@@ -566,14 +690,29 @@ class SqlStateTx:
         )
         self._producers.clear()
         self._write_messages()  # a row finished in this batch must not come back at the flush
-        # Queue by queue, so each DELETE walks the (queue_id, status, visible_at) index; a
-        # statement without the queue would scan the table on PostgreSQL.
-        for (queue_id,) in self._conn.query("SELECT queue_id FROM broker_queues"):
-            pruned += self._conn.execute(_PRUNE_FINISHED, [queue_id, finished_before, PRUNE_BATCH])
-        for position, queue_id in self._conn.query(
-            "SELECT position, queue_id FROM broker_purges WHERE undone"
+        self._lower_due()
+        # Only the queues with rows to prune; each DELETE walks the (queue_id, status,
+        # visible_at) index (one across queues would scan the table on PostgreSQL).
+        exact: list[tuple[int | None, int]] = []
+        for (queue_id,) in self._conn.query(
+            "SELECT queue_id FROM broker_due WHERE prune_at <= ? ORDER BY prune_at LIMIT ?",
+            [finished_before, PRUNE_QUEUES],
         ):
-            pruned += self._conn.execute(_PRUNE_UNDONE, [queue_id, position, PRUNE_BATCH])
+            gone = self._conn.execute(_PRUNE_FINISHED, [queue_id, finished_before, PRUNE_BATCH])
+            more = gone >= PRUNE_BATCH
+            for (position,) in self._conn.query(
+                "SELECT position FROM broker_purges WHERE queue_id = ? AND undone", [queue_id]
+            ):
+                taken = self._conn.execute(_PRUNE_UNDONE, [queue_id, position, PRUNE_BATCH])
+                more = more or taken >= PRUNE_BATCH
+                gone += taken
+            pruned += gone
+            finished = earliest(
+                *self._conn.query(_EARLIEST_FINISHED, [queue_id] * len(FINISHED))[0]
+            )
+            exact.append((0 if more else finished, queue_id))
+        if exact:
+            self._conn.executemany("UPDATE broker_due SET prune_at = ? WHERE queue_id = ?", exact)
         self._messages_read.clear()
         self._candidates.clear()
         self._made_ready.clear()
@@ -582,6 +721,7 @@ class SqlStateTx:
     def flush(self) -> None:
         """Write what is still kept here; the adapter calls it once, just before COMMIT."""
         self._write_messages()
+        self._lower_due()
         if self._rows:
             self._conn.executemany(EVENTS.insert, self._rows)
             self._rows = []

@@ -20,6 +20,7 @@ from broker.store.kafka import KAFKA_NODES, KAFKA_OFFSETS, KAFKA_PRODUCER_IDS
 from broker.store.postgres import conninfo, is_postgres, migration_lock
 from broker.store.sql import (
     DEDUP,
+    DUE,
     EVENTS,
     GROUPS,
     IDEMPOTENCY,
@@ -108,6 +109,7 @@ DedupRow = model_of(DEDUP, "DedupRow", "broker", __name__)
 PurgeRow = model_of(PURGES, "PurgeRow", "broker", __name__)
 IdempotencyRow = model_of(IDEMPOTENCY, "IdempotencyRow", "broker", __name__)
 ProducerRow = model_of(PRODUCERS, "ProducerRow", "broker", __name__)
+DueRow = model_of(DUE, "DueRow", "broker", __name__)
 KafkaNodeRow = model_of(KAFKA_NODES, "KafkaNodeRow", "broker", __name__)
 KafkaProducerIdRow = model_of(KAFKA_PRODUCER_IDS, "KafkaProducerIdRow", "broker", __name__)
 KafkaOffsetRow = model_of(KAFKA_OFFSETS, "KafkaOffsetRow", "broker", __name__)
