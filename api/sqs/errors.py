@@ -1,6 +1,7 @@
-"""SQS's errors: the JSON shape ``{"__type": "com.amazonaws.sqs#<Shape>", "message": ...}``, and
-the ``x-amzn-query-error: <code>;Sender`` header that botocore reads (SQS moved from its query
-protocol to JSON, and SDKs still report the query protocol's codes)."""
+"""SQS's errors: each has a shape name (the JSON protocol's ``{"__type":
+"com.amazonaws.sqs#<Shape>", "message": ...}``, with the ``x-amzn-query-error: <code>;Sender``
+header that botocore reads), the query protocol's code (its XML ``<Code>``, which SDKs report in
+either protocol) and a status."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ _ERRORS: Final[dict[str, tuple[str, int]]] = {
     "InvalidParameterValue": ("InvalidParameterValue", 400),
     "MissingParameter": ("MissingParameter", 400),
     "InvalidAction": ("InvalidAction", 400),
+    "MissingAction": ("MissingAction", 400),
+    "MalformedQueryString": ("MalformedQueryString", 400),
     "SerializationException": ("SerializationException", 400),
     "ResourceNotFoundException": ("ResourceNotFoundException", 404),
     "RequestThrottled": ("RequestThrottled", 400),
