@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -257,9 +258,19 @@ async def DeleteQueue(call: Call, params: Params) -> Params:
 async def GetQueueAttributes(call: Call, params: Params) -> Params:
     name = _queue(call, params)
     call.require("read", name)
-    names = _names(params, "AttributeNames") or ["All"]
+    names = _names(params, "AttributeNames")
     queue = await _resource(call, name)
-    return {"Attributes": attrs.queue_attributes(queue, call.arn_of, names)}
+    if {"All", "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"} & set(names):
+        # SQS's counts follow the clock: a lease that has ended is visible at once.
+        lapsed = await queries.lapsed_leases(call.s.views, name, to_us(datetime.now(UTC)))
+        stats = msgspec.structs.replace(
+            queue.stats,
+            available=queue.stats.available + lapsed,
+            in_flight=max(0, queue.stats.in_flight - lapsed),
+        )
+        queue = msgspec.structs.replace(queue, stats=stats)
+    found = attrs.queue_attributes(queue, call.arn_of, names)  # no names: none, as SQS
+    return {"Attributes": found} if found else {}
 
 
 @action
@@ -291,6 +302,107 @@ async def ListDeadLetterSourceQueues(call: Call, params: Params) -> Params:
     queues = await queries.list_queues(call.s.views, to_us(datetime.now(UTC)))
     sources = sorted(q.name for q in queues if q.dead_letter_queue == name)
     return {"queueUrls": [call.url_of(n) for n in sources if _visible(call, n)]}
+
+
+# -- permissions ------------------------------------------------------------------------------
+
+
+@action
+async def AddPermission(call: Call, params: Params) -> Params:
+    """A statement added to the queue's stored Policy, as SQS writes it (never enforced:
+    Cairn's scopes are)."""
+    name = _queue(call, params)
+    call.require("manage", name)
+    label = _label(params)
+    accounts = _names(params, "AWSAccountIds")
+    verbs = _names(params, "Actions")
+    if not accounts:
+        raise missing("AWSAccountIds")
+    if not verbs:
+        raise missing("Actions")
+    for verb in verbs:
+        if verb != "*" and verb not in _PERMITTED:
+            raise invalid(f"Value SQS:{verb} for parameter ActionName is invalid.")
+    queue = await _resource(call, name)
+    policy = _policy(queue.policy, call.arn_of(name))
+    statements: list[Params] = policy["Statement"]
+    if any(statement.get("Sid") == label for statement in statements):
+        raise invalid(f"Value {label} for parameter Label is invalid. Reason: Already exists.")
+    statements.append(
+        {
+            "Sid": label,
+            "Effect": "Allow",
+            "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in accounts]},
+            "Action": [f"SQS:{verb}" for verb in verbs],
+            "Resource": call.arn_of(name),
+        }
+    )
+    await _set_policy(call, name, policy)
+    return {}
+
+
+@action
+async def RemovePermission(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("manage", name)
+    label = _label(params)
+    queue = await _resource(call, name)
+    policy = _policy(queue.policy, call.arn_of(name))
+    kept = [s for s in policy["Statement"] if s.get("Sid") != label]
+    if len(kept) == len(policy["Statement"]):
+        raise invalid(
+            f"Value {label} for parameter Label is invalid. Reason: can't find label on"
+            " existing policy."
+        )
+    await _set_policy(call, name, {**policy, "Statement": kept} if kept else None)
+    return {}
+
+
+_LABEL: Final = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_PERMITTED: Final = frozenset(
+    # The actions a permission may name (SQS's list for AddPermission).
+    (
+        "SendMessage",
+        "ReceiveMessage",
+        "DeleteMessage",
+        "ChangeMessageVisibility",
+        "GetQueueAttributes",
+        "GetQueueUrl",
+        "ListDeadLetterSourceQueues",
+        "PurgeQueue",
+        "ListQueueTags",
+    )
+)
+
+
+def _label(params: Params) -> str:
+    label = _string(params, "Label")
+    assert label is not None
+    if not _LABEL.fullmatch(label):
+        raise invalid(
+            f"Value {label} for parameter Label is invalid. Reason: Can only include"
+            " alphanumeric characters, hyphens, or underscores. 1 to 80 in length."
+        )
+    return label
+
+
+def _policy(stored: str | None, arn: str) -> Params:
+    """The queue's policy to edit; a new one as SQS starts it when there is none."""
+    policy: Params = (
+        {"Version": "2012-10-17", "Id": f"{arn}/SQSDefaultPolicy", "Statement": []}
+        if stored is None
+        else json.loads(stored)
+    )
+    statements = policy.get("Statement", [])
+    policy["Statement"] = statements if isinstance(statements, list) else [statements]
+    return policy
+
+
+async def _set_policy(call: Call, name: str, policy: Params | None) -> None:
+    text = None if policy is None else json.dumps(policy, separators=(",", ":"))
+    reply = await call.s.run(cmd.UpdateQueue(queue=name, changes={"policy": text}))
+    assert isinstance(reply, QueueReply)
+    await call.s.read_position(reply.position)
 
 
 # -- tags -----------------------------------------------------------------------------------------

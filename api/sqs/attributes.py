@@ -29,10 +29,21 @@ _RANGES: Final[dict[str, tuple[str, int, int]]] = {
     "MessageRetentionPeriod": ("retention_s", 60, 1209600),
     "MaximumMessageSize": ("max_message_bytes", 1024, 1048576),
     "ReceiveMessageWaitTimeSeconds": ("receive_wait_s", 0, 20),
+    "KmsDataKeyReusePeriodSeconds": ("kms_data_key_reuse_period_s", 60, 86400),
 }
 _FLAGS: Final[dict[str, str]] = {
     "FifoQueue": "fifo",
     "ContentBasedDeduplication": "content_based_dedup",
+    "SqsManagedSseEnabled": "sqs_managed_sse",
+}
+_CHOICES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "DeduplicationScope": ("deduplication_scope", ("messageGroup", "queue")),
+    "FifoThroughputLimit": ("fifo_throughput_limit", ("perQueue", "perMessageGroupId")),
+}
+_TEXTS: Final[dict[str, str]] = {
+    # kept as given; an empty value removes it (the domain checks a policy is a JSON object)
+    "Policy": "policy",
+    "KmsMasterKeyId": "kms_master_key_id",
 }
 _COMPUTED: Final = (
     "QueueArn",
@@ -42,7 +53,15 @@ _COMPUTED: Final = (
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
 )
-READABLE: Final = (*_RANGES, "RedrivePolicy", "RedriveAllowPolicy", *_FLAGS, *_COMPUTED)
+READABLE: Final = (
+    *_RANGES,
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
+    *_FLAGS,
+    *_CHOICES,
+    *_TEXTS,
+    *_COMPUTED,
+)
 _REDRIVE_PERMISSIONS: Final = ("allowAll", "denyAll", "byQueue")
 
 
@@ -63,6 +82,17 @@ def settings_changes(attributes: Mapping[str, Any], *, creating: bool) -> dict[s
             if value not in ("true", "false"):
                 raise SqsError("InvalidAttributeValue", f"Invalid value for the parameter {name}.")
             changes[_FLAGS[name]] = value == "true"
+        elif name in _CHOICES:
+            setting, choices = _CHOICES[name]
+            if value not in choices:
+                raise SqsError(
+                    "InvalidAttributeValue",
+                    f"Invalid value for the parameter {name}: it must be one of"
+                    f" {', '.join(choices)}.",
+                )
+            changes[setting] = value
+        elif name in _TEXTS:
+            changes[_TEXTS[name]] = value or None
         elif name == "RedrivePolicy":
             changes.update(_redrive_policy(value))
         elif name == "RedriveAllowPolicy":
@@ -157,7 +187,15 @@ def queue_attributes(queue: QueueResource, arn_of: Any, names: list[str]) -> dic
             separators=(",", ":"),
         ),
         "RedriveAllowPolicy": queue.redrive_allow_policy,
+        "Policy": queue.policy,
+        "KmsMasterKeyId": queue.kms_master_key_id,
+        "KmsDataKeyReusePeriodSeconds": None
+        if queue.kms_master_key_id is None
+        else str(queue.kms_data_key_reuse_period_s),
+        "SqsManagedSseEnabled": "true" if queue.sqs_managed_sse else "false",
         # SQS shows these of FIFO queues only.
+        "DeduplicationScope": queue.deduplication_scope if queue.fifo else None,
+        "FifoThroughputLimit": queue.fifo_throughput_limit if queue.fifo else None,
         "FifoQueue": "true" if queue.fifo else None,
         "ContentBasedDeduplication": ("true" if queue.content_based_dedup else "false")
         if queue.fifo

@@ -30,14 +30,6 @@ log = structlog.get_logger(component="cairn.sqs")
 CONTENT_TYPE: Final = "application/x-amz-json-1.0"
 FORM: Final = "application/x-www-form-urlencoded"
 _TARGET_PREFIX: Final = "AmazonSQS."
-SQS_ACTIONS: Final = frozenset(
-    # SQS's own actions (its 2012-11-05 API): one Cairn lacks is unsupported, not unknown.
-    (
-        *actions.ACTIONS,
-        "AddPermission",
-        "RemovePermission",
-    )
-)
 MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024
 """SQS takes a 1 MiB message or batch; its JSON envelope (escapes, base64 attributes) can make
 that several times larger, whatever ``CAIRN_MAX_REQUEST_BYTES`` says for the native routes."""
@@ -98,10 +90,6 @@ async def _query(request: Request, request_id: str) -> Response:
             raise SqsError("MissingAction", "No action was supplied with this request.")
         action = actions.ACTIONS.get(name)
         if action is None:
-            if name in SQS_ACTIONS:
-                raise SqsError(
-                    "UnsupportedOperation", f"The action {name} is not supported by this endpoint."
-                )
             raise SqsError("InvalidAction", f"The action {name} is not valid for this endpoint.")
         call = Call.of(request, services(request), raw)
         await _within_rate(request, call)

@@ -83,6 +83,17 @@ _SETTINGS: Final = {
     "redrive_allow_policy": "RedriveAllowPolicy",
     "content_based_dedup": "ContentBasedDeduplication",
     "max_message_bytes": "MaximumMessageSize",
+    "policy": "Policy",
+    "kms_master_key_id": "KmsMasterKeyId",
+    "kms_data_key_reuse_period_s": "KmsDataKeyReusePeriodSeconds",
+    "sqs_managed_sse": "SqsManagedSseEnabled",
+    "deduplication_scope": "DeduplicationScope",
+    "fifo_throughput_limit": "FifoThroughputLimit",
+    "visibility_timeout_s": "VisibilityTimeout",
+    "delay_s": "DelaySeconds",
+    "retention_s": "MessageRetentionPeriod",
+    "receive_wait_s": "ReceiveMessageWaitTimeSeconds",
+    "tags": "Tags",
 }
 
 

@@ -177,6 +177,143 @@ def test_tags(sqs: Any) -> None:
     assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"b": "3"}
 
 
+# -- the rest of SQS's attributes (v1.2) --------------------------------------------------------
+
+
+def test_every_attribute_sqs_accepts_is_kept_and_shown_natively(
+    sqs: Any, http: httpx.Client
+) -> None:
+    name = f"{new_name('attrs')}.fifo"
+    policy = json.dumps({"Version": "2012-10-17", "Statement": []})
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "FifoQueue": "true",
+            "Policy": policy,
+            "KmsMasterKeyId": "alias/aws/sqs",
+            "KmsDataKeyReusePeriodSeconds": "600",
+            "DeduplicationScope": "messageGroup",
+            "FifoThroughputLimit": "perMessageGroupId",
+        },
+    )["QueueUrl"]
+    got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert got["Policy"] == policy and got["KmsMasterKeyId"] == "alias/aws/sqs"
+    assert got["KmsDataKeyReusePeriodSeconds"] == "600" and got["SqsManagedSseEnabled"] == "false"
+    assert got["DeduplicationScope"] == "messageGroup"
+    assert got["FifoThroughputLimit"] == "perMessageGroupId"
+    native = http.get(f"/v1/queues/{name}").json()
+    assert native["policy"] == policy and native["kms_data_key_reuse_period_s"] == 600
+    assert native["deduplication_scope"] == "messageGroup"
+
+    # Without names, no attributes (as SQS); a standard queue shows no FIFO attribute.
+    assert "Attributes" not in sqs.get_queue_attributes(QueueUrl=url)
+    plain = sqs.create_queue(QueueName=new_name(), Attributes={"SqsManagedSseEnabled": "true"})
+    shown = sqs.get_queue_attributes(QueueUrl=plain["QueueUrl"], AttributeNames=["All"])
+    assert shown["Attributes"]["SqsManagedSseEnabled"] == "true"
+    assert not {"DeduplicationScope", "FifoThroughputLimit", "Policy"} & set(shown["Attributes"])
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": ""})
+    assert (
+        "Policy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "attributes", "code"),
+    [
+        ("std", {"KmsDataKeyReusePeriodSeconds": "59"}, "InvalidAttributeValue"),
+        ("q.fifo", {"DeduplicationScope": "everywhere"}, "InvalidAttributeValue"),
+        ("q.fifo", {"FifoThroughputLimit": "perMessageGroupId"}, "InvalidParameterValue"),
+        ("std", {"DeduplicationScope": "queue"}, "InvalidParameterValue"),
+        ("std", {"Policy": "not a policy"}, "InvalidParameterValue"),
+        (
+            "std",
+            {"KmsMasterKeyId": "alias/k", "SqsManagedSseEnabled": "true"},
+            "InvalidParameterValue",
+        ),
+    ],
+)
+def test_attributes_sqs_refuses_are_refused(
+    sqs: Any, name: str, attributes: dict[str, str], code: str
+) -> None:
+    queue = f"{new_name()}-{name}"
+    fifo = {"FifoQueue": "true"} if queue.endswith(".fifo") else {}
+    assert (
+        error_of(sqs.create_queue, QueueName=queue, Attributes={**fifo, **attributes})["Code"]
+        == code
+    )
+
+
+def test_message_group_deduplication_scope_deduplicates_per_group(sqs: Any) -> None:
+    url = sqs.create_queue(
+        QueueName=f"{new_name('scope')}.fifo",
+        Attributes={"FifoQueue": "true", "DeduplicationScope": "messageGroup"},
+    )["QueueUrl"]
+    first = sqs.send_message(
+        QueueUrl=url, MessageBody="1", MessageGroupId="a", MessageDeduplicationId="d"
+    )
+    other_group = sqs.send_message(
+        QueueUrl=url, MessageBody="2", MessageGroupId="b", MessageDeduplicationId="d"
+    )
+    again = sqs.send_message(
+        QueueUrl=url, MessageBody="3", MessageGroupId="a", MessageDeduplicationId="d"
+    )
+    assert other_group["MessageId"] != first["MessageId"]
+    assert again["MessageId"] == first["MessageId"]
+
+
+def test_permissions_edit_the_stored_policy(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=new_name("perm"))["QueueUrl"]
+    sqs.add_permission(
+        QueueUrl=url, Label="shop", AWSAccountIds=["111122223333"], Actions=["SendMessage"]
+    )
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    policy = json.loads(
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"]
+    )
+    assert policy["Statement"] == [
+        {
+            "Sid": "shop",
+            "Effect": "Allow",
+            "Principal": {"AWS": ["arn:aws:iam::111122223333:root"]},
+            "Action": ["SQS:SendMessage"],
+            "Resource": arn,
+        }
+    ]
+    again = error_of(
+        sqs.add_permission,
+        QueueUrl=url,
+        Label="shop",
+        AWSAccountIds=["111122223333"],
+        Actions=["ReceiveMessage"],
+    )
+    assert again["Code"] == "InvalidParameterValue"
+    sqs.remove_permission(QueueUrl=url, Label="shop")
+    assert "Attributes" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
+    assert error_of(sqs.remove_permission, QueueUrl=url, Label="shop")["Code"] == (
+        "InvalidParameterValue"
+    )
+
+
+def test_approximate_counts_follow_the_clock(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=new_name("counts"))["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="held")
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    [held] = sqs.receive_message(QueueUrl=url, VisibilityTimeout=1)["Messages"]
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+
+    def counts() -> tuple[str, str, str]:
+        got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return (*(got[n] for n in names), got["ApproximateNumberOfMessagesDelayed"])
+
+    assert counts() == ("0", "1", "1")
+    time.sleep(1.2)  # the lease's own second: what is tested is the clock, not a race
+    # Visible at once, whether or not the sweeper has made it available yet.
+    assert counts() == ("1", "0", "1")
+    assert held["Body"] == "held"
+
+
 # -- messages -------------------------------------------------------------------------------------
 
 
@@ -514,7 +651,7 @@ def test_an_unknown_action_and_the_raw_error_shape(server: Server) -> None:
     response = httpx.post(
         server.url,
         headers={
-            "X-Amz-Target": "AmazonSQS.AddPermission",
+            "X-Amz-Target": "AmazonSQS.Frobnicate",
             "Content-Type": "application/x-amz-json-1.0",
         },
         content=b"{}",
