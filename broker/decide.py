@@ -48,6 +48,7 @@ from broker.errors import (
     BrokerError,
     InvalidCommandError,
     LeaseLostError,
+    LeaseSupersededError,
     MessageNotFoundError,
     MessageTooLargeError,
     MoveTaskNotFoundError,
@@ -765,7 +766,12 @@ def _leased_message(
     message = view.message(message_id)
     if message is None or message.queue_id != queue.queue_id:
         raise MessageNotFoundError(f"message {message_id!r} not found in queue {queue.name!r}")
-    if not _holds_lease(message, lease_of(receipt), now):
+    lease = lease_of(receipt)
+    if not _holds_lease(message, lease, now):
+        if message.lease is not None and message.lease != lease:
+            raise LeaseSupersededError(
+                "the message was received again since this receipt", field="receipt"
+            )
         raise LeaseLostError("the receipt no longer holds the message's lease", field="receipt")
     return message
 

@@ -312,10 +312,43 @@ def as_sqs(
     attributes: dict[str, str], typed: dict[str, TypedAttribute]
 ) -> dict[str, TypedAttribute]:
     """A message's attributes as SQS shows them: its native (string) attributes as String
-    attributes, and its typed ones as they were sent."""
+    attributes, and its typed ones as they were sent (its trace header is a system one)."""
+    shown = {name: TypedAttribute("String", string_value=v) for name, v in attributes.items()}
+    return shown | {name: a for name, a in typed.items() if name != TRACE_HEADER}
+
+
+TRACE_HEADER: Final = "AWS.TraceHeader"
+"""Where a message keeps SQS's ``AWSTraceHeader`` system attribute: among its typed attributes
+(shown natively), under a name no SQS message attribute may have (``AWS.`` is SQS's)."""
+
+
+def trace_header(given: Any) -> dict[str, TypedAttribute]:
+    """SendMessage's ``MessageSystemAttributes``: ``AWSTraceHeader``, a String, is the only
+    one SQS takes."""
+    if not given:
+        return {}
+    if not isinstance(given, dict):
+        raise invalid("MessageSystemAttributes must be a map.")
+    for name, value in given.items():
+        if name != "AWSTraceHeader":
+            raise invalid(f"Message system attribute name '{name}' is invalid.")
+        if (
+            not isinstance(value, dict)
+            or value.get("DataType") != "String"
+            or not isinstance(value.get("StringValue"), str)
+            or not value["StringValue"]
+        ):
+            raise invalid(
+                "The message system attribute 'AWSTraceHeader' must be a String with a value."
+            )
     return {
-        name: TypedAttribute("String", string_value=v) for name, v in attributes.items()
-    } | typed
+        TRACE_HEADER: TypedAttribute("String", string_value=given["AWSTraceHeader"]["StringValue"])
+    }
+
+
+def trace_header_of(typed: dict[str, TypedAttribute]) -> str | None:
+    found = typed.get(TRACE_HEADER)
+    return None if found is None else found.string_value
 
 
 def selected(attributes: dict[str, TypedAttribute], names: list[str]) -> dict[str, TypedAttribute]:

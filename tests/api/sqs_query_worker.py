@@ -1,8 +1,8 @@
 """An SQS client that speaks the query protocol, for tests: run with the python of the venv
 that scripts/test makes (``.venv-sqs-query``: boto3/botocore 1.34.89, the last whose SQS model
 says ``protocol: query``), it reads one call a line on stdin (``[operation, params]`` as JSON)
-and writes its outcome a line on stdout (``{"ok": result}`` or ``{"error": response, "shape":
-<the exception's class>}``).
+and writes its outcome a line on stdout (``{"ok": result}``, ``{"error": response, "shape":
+<the exception's class>}``, or ``{"failure": ...}`` for a call botocore refused to send).
 
 Bytes travel as ``{"__bytes__": "<base64>"}`` both ways. This file imports only what that venv
 holds (boto3), never Cairn.
@@ -49,6 +49,8 @@ def main() -> None:
         except botocore.exceptions.ClientError as error:
             # The exception's class is the error's shape, which botocore found by its code.
             outcome: dict[str, Any] = {"error": error.response, "shape": type(error).__name__}
+        except botocore.exceptions.BotoCoreError as error:  # refused before it was sent
+            outcome = {"failure": f"{type(error).__name__}: {error}"}
         else:
             result.pop("ResponseMetadata", None)
             outcome = {"ok": result}

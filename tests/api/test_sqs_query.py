@@ -32,9 +32,12 @@ from tests.api.test_sqs import (  # noqa: F401
     error_of,
     new_name,
     test_a_dead_letter_queue_through_redrive_policy,
+    test_a_fifo_queue_takes_no_standard_dead_letter_queue,
     test_a_move_task_moves_the_dead_letters_back,
+    test_a_receipt_whose_lease_ended_is_not_in_flight,
     test_a_slow_move_task_can_be_cancelled,
     test_an_entry_the_queue_refuses_fails_alone,
+    test_an_older_receipt_deletes_nothing_and_the_lease_stays_with_its_holder,
     test_approximate_counts_follow_the_clock,
     test_attributes_sqs_refuses_are_refused,
     test_bad_batches_are_refused_whole,
@@ -45,14 +48,17 @@ from tests.api.test_sqs import (  # noqa: F401
     test_content_based_deduplication,
     test_create_get_list_and_delete_queues,
     test_creating_an_existing_queue_answers_its_url_unless_attributes_differ,
+    test_empty_tags_and_tag_keys_are_refused,
     test_every_attribute_sqs_accepts_is_kept_and_shown_natively,
     test_fifo_queues_keep_group_order_and_deduplicate,
+    test_fifo_rules_as_sqs_has_them,
     test_message_group_deduplication_scope_deduplicates_per_group,
     test_only_the_attributes_asked_for_are_returned,
     test_permissions_edit_the_stored_policy,
     test_queue_attributes_round_trip_and_show_in_the_native_resource,
     test_send_receive_delete_with_md5s_and_every_attribute_type,
     test_tags,
+    test_trace_headers_and_attribute_name_patterns_round_trip,
 )
 from tests.api.test_sqs import client as json_client
 
@@ -113,6 +119,8 @@ class QueryClient:
             stdin.write(json.dumps([operation, params], default=_bytes_default) + "\n")
             stdin.flush()
             outcome = json.loads(self._line(), object_hook=_bytes_hook)
+            if "failure" in outcome:
+                raise AssertionError(f"the query SDK refused the call: {outcome['failure']}")
             if "error" in outcome:
                 response = outcome["error"]
                 name = self._json.meta.method_to_api_mapping[operation]
