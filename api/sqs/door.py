@@ -82,7 +82,8 @@ async def _json(request: Request, request_id: str) -> Response:
 async def _query(request: Request, request_id: str) -> Response:
     try:
         raw = await _body(request)
-        pairs = _form(request.url.query)
+        query_string: bytes = request.scope.get("query_string", b"")
+        pairs = _form(query_string) if query_string else []
         if request.headers.get("content-type", "").startswith(FORM):
             pairs += _form(raw)
         name = next((value for key, value in pairs if key == "Action"), None)
