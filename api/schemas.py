@@ -33,6 +33,7 @@ from broker.commands import (
     ReceiveWait,
     RedriveAllowPolicy,
     RedriveFilter,
+    RedrivePolicyText,
     Retention,
     Tags,
     VisibilityTimeout,
@@ -70,6 +71,7 @@ class UpdateQueueRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     sqs_managed_sse: bool | UnsetType = UNSET
     deduplication_scope: DeduplicationScope | UnsetType = UNSET
     fifo_throughput_limit: FifoThroughputLimit | UnsetType = UNSET
+    redrive_policy: RedrivePolicyText | UnsetType | None = UNSET
 
 
 class PublishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

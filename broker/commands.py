@@ -78,6 +78,14 @@ KmsKeyId = Annotated[
 KmsReusePeriod = Annotated[
     int, Meta(ge=60, le=86400, description="SQS's KmsDataKeyReusePeriodSeconds, kept as given.")
 ]
+RedrivePolicyText = Annotated[
+    str,
+    Meta(
+        max_length=4096,
+        description="SQS's RedrivePolicy as it was sent (the SQS door shows it while it still"
+        " says what dead_letter_queue and max_receive_count say).",
+    ),
+]
 DeduplicationScope = Literal["queue", "messageGroup"]
 FifoThroughputLimit = Literal["perQueue", "perMessageGroupId"]
 DEFAULT_MAX_MESSAGE_BYTES: Final = 262144
@@ -121,6 +129,9 @@ class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
     group, so one dedup id may be used once per group."""
     fifo_throughput_limit: FifoThroughputLimit | None = None
     """FIFO only (None: ``perQueue`` on a FIFO queue); kept, not enforced."""
+    redrive_policy: RedrivePolicyText | None = None
+    """SQS's RedrivePolicy text as sent; a change of ``dead_letter_queue`` or
+    ``max_receive_count`` that does not set it too clears it."""
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):

@@ -431,6 +431,12 @@ def _update(view: StateView, command: UpdateQueue, ctx: Context) -> Decision:
     queue = _require(view, command.queue)
     current = _settings_of(queue)
     updated = msgspec.structs.replace(current, **command.changes)
+    if "redrive_policy" not in command.changes and (
+        updated.dead_letter_queue,
+        updated.max_receive_count,
+    ) != (current.dead_letter_queue, current.max_receive_count):
+        # The text no longer says what the settings say: no door may show it.
+        updated = msgspec.structs.replace(updated, redrive_policy=None)
     if updated == current:
         return Decision([], QueueReply(queue.name, view.next_position - 1))
     if updated.fifo != current.fifo:

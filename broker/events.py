@@ -61,6 +61,7 @@ class QueueCreated(Event, frozen=True, kw_only=True, tag="queue.created"):
     sqs_managed_sse: bool = False
     deduplication_scope: str | None = None
     fifo_throughput_limit: str | None = None
+    redrive_policy: str | None = None
 
 
 class QueueUpdated(Event, frozen=True, kw_only=True, tag="queue.updated"):
@@ -84,6 +85,7 @@ class QueueUpdated(Event, frozen=True, kw_only=True, tag="queue.updated"):
     sqs_managed_sse: bool = False
     deduplication_scope: str | None = None
     fifo_throughput_limit: str | None = None
+    redrive_policy: str | None = None
 
 
 class QueueDeleted(Event, frozen=True, kw_only=True, tag="queue.deleted"):

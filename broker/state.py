@@ -127,6 +127,7 @@ class QueueState(msgspec.Struct, frozen=True):
     sqs_managed_sse: bool = False
     deduplication_scope: str | None = None
     fifo_throughput_limit: str | None = None
+    redrive_policy: str | None = None
 
 
 class MoveTask(msgspec.Struct, frozen=True, kw_only=True):

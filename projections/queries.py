@@ -60,6 +60,7 @@ class QueueResource(msgspec.Struct, kw_only=True):
     sqs_managed_sse: bool
     deduplication_scope: str | None
     fifo_throughput_limit: str | None
+    redrive_policy: str | None
     stats: QueueStats
 
 
@@ -150,6 +151,7 @@ def resource(row: QueueViewRow, stats: Stats, now: int) -> QueueResource:
         sqs_managed_sse=bool(row.sqs_managed_sse),
         deduplication_scope=row.deduplication_scope,
         fifo_throughput_limit=row.fifo_throughput_limit,
+        redrive_policy=row.redrive_policy,
         stats=QueueStats(
             available=available,
             delayed=delayed,

@@ -118,8 +118,9 @@ def _integer(name: str, value: str, low: int, high: int) -> int:
 
 
 def _redrive_policy(value: str) -> dict[str, Any]:
+    """The settings a RedrivePolicy says, and the text itself (echoed as sent)."""
     if value == "":
-        return {"dead_letter_queue": None, "max_receive_count": None}
+        return {"dead_letter_queue": None, "max_receive_count": None, "redrive_policy": None}
     try:
         policy = json.loads(value)
         target = policy["deadLetterTargetArn"]
@@ -136,7 +137,11 @@ def _redrive_policy(value: str) -> dict[str, Any]:
             "Value for parameter RedrivePolicy is invalid. Reason: maxReceiveCount must be"
             " from 1 to 1000.",
         )
-    return {"dead_letter_queue": target.rsplit(":", 1)[-1], "max_receive_count": count}
+    return {
+        "dead_letter_queue": target.rsplit(":", 1)[-1],
+        "max_receive_count": count,
+        "redrive_policy": value,
+    }
 
 
 def _redrive_allow_policy(value: str) -> str | None:
@@ -177,15 +182,7 @@ def queue_attributes(queue: QueueResource, arn_of: Any, names: list[str]) -> dic
         "ApproximateNumberOfMessages": str(stats.available),
         "ApproximateNumberOfMessagesNotVisible": str(stats.in_flight),
         "ApproximateNumberOfMessagesDelayed": str(stats.delayed),
-        "RedrivePolicy": None
-        if queue.dead_letter_queue is None
-        else json.dumps(
-            {
-                "deadLetterTargetArn": arn_of(queue.dead_letter_queue),
-                "maxReceiveCount": queue.max_receive_count,
-            },
-            separators=(",", ":"),
-        ),
+        "RedrivePolicy": _shown_redrive_policy(queue, arn_of),
         "RedriveAllowPolicy": queue.redrive_allow_policy,
         "Policy": queue.policy,
         "KmsMasterKeyId": queue.kms_master_key_id,
@@ -204,10 +201,35 @@ def queue_attributes(queue: QueueResource, arn_of: Any, names: list[str]) -> dic
     return {k: v for k, v in every.items() if k in wanted and v is not None}
 
 
+def _shown_redrive_policy(queue: QueueResource, arn_of: Any) -> str | None:
+    """The RedrivePolicy as it was sent, while it still says what the queue's settings say
+    (the domain clears it when they change without it); else written from the settings."""
+    if queue.dead_letter_queue is None:
+        return None
+    if queue.redrive_policy is not None:
+        sent = _redrive_policy(queue.redrive_policy)
+        if (sent["dead_letter_queue"], sent["max_receive_count"]) == (
+            queue.dead_letter_queue,
+            queue.max_receive_count,
+        ):
+            return queue.redrive_policy
+    return json.dumps(
+        {
+            "deadLetterTargetArn": arn_of(queue.dead_letter_queue),
+            "maxReceiveCount": queue.max_receive_count,
+        },
+        separators=(",", ":"),
+    )
+
+
 def has_settings(queue: QueueResource, named: dict[str, Any]) -> bool:
     """Whether an existing queue has the settings a CreateQueue names (SQS answers the existing
     queue's URL then, and QueueNameExists otherwise)."""
-    return all(getattr(queue, name) == value for name, value in named.items())
+    return all(
+        getattr(queue, name) == value
+        for name, value in named.items()
+        if name != "redrive_policy"  # its text: what it says is compared, not how
+    )
 
 
 # -- message attributes --------------------------------------------------------------------------

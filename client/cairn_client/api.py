@@ -69,6 +69,7 @@ class QueueSettings(TypedDict, total=False):
     sqs_managed_sse: bool
     deduplication_scope: str
     fifo_throughput_limit: str
+    redrive_policy: str | None
 
 
 class _Queues(msgspec.Struct, kw_only=True):

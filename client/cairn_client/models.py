@@ -49,6 +49,7 @@ class Queue(msgspec.Struct, kw_only=True):
     sqs_managed_sse: bool = False
     deduplication_scope: str | None = None
     fifo_throughput_limit: str | None = None
+    redrive_policy: str | None = None
     stats: QueueStats = msgspec.field(default_factory=QueueStats)
 
 

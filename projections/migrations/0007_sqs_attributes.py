@@ -1,6 +1,6 @@
 """The rest of SQS's queue attributes as queue settings (API.md v1.2, "SQS-compatible endpoint:
 the rest of SQS"): Policy, KmsMasterKeyId, KmsDataKeyReusePeriodSeconds, SqsManagedSseEnabled,
-DeduplicationScope, FifoThroughputLimit."""
+DeduplicationScope, FifoThroughputLimit, and RedrivePolicy as it was sent."""
 
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
@@ -43,6 +43,11 @@ class Migration(migrations.Migration):
             field=fields.TextField(null=True),
         ),
         ops.AddField(
+            model_name="QueueView",
+            name="redrive_policy",
+            field=fields.TextField(null=True),
+        ),
+        ops.AddField(
             model_name="QueueVersion",
             name="policy",
             field=fields.TextField(null=True),
@@ -70,6 +75,11 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name="QueueVersion",
             name="fifo_throughput_limit",
+            field=fields.TextField(null=True),
+        ),
+        ops.AddField(
+            model_name="QueueVersion",
+            name="redrive_policy",
             field=fields.TextField(null=True),
         ),
     ]

@@ -61,6 +61,7 @@ class QueueViewRow(msgspec.Struct):
     sqs_managed_sse: bool = False
     deduplication_scope: str | None = None
     fifo_throughput_limit: str | None = None
+    redrive_policy: str | None = None
 
 
 QUEUE_VIEWS: Final = Table(

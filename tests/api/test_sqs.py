@@ -243,6 +243,28 @@ def test_attributes_sqs_refuses_are_refused(
     )
 
 
+def test_a_redrive_policy_is_echoed_as_sent_while_it_holds(sqs: Any, http: httpx.Client) -> None:
+    dlq = new_name("dlq")
+    sqs.create_queue(QueueName=dlq)
+    # As an SDK configured for AWS writes it: another account, another region, a string count.
+    sent = json.dumps(
+        {"maxReceiveCount": "4", "deadLetterTargetArn": f"arn:aws:sqs:us-west-2:123456789012:{dlq}"}
+    )
+    name = new_name()
+    url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": sent})["QueueUrl"]
+    got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+    assert got["Attributes"]["RedrivePolicy"] == sent
+    assert sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": sent})["QueueUrl"] == url
+    # Changed natively, it says what the queue now does.
+    assert http.patch(f"/v1/queues/{name}", json={"max_receive_count": 7}).status_code == 200
+    got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy", "QueueArn"])
+    arn = got["Attributes"]["QueueArn"].rsplit(":", 1)[0]
+    assert json.loads(got["Attributes"]["RedrivePolicy"]) == {
+        "deadLetterTargetArn": f"{arn}:{dlq}",
+        "maxReceiveCount": 7,
+    }
+
+
 def test_message_group_deduplication_scope_deduplicates_per_group(sqs: Any) -> None:
     url = sqs.create_queue(
         QueueName=f"{new_name('scope')}.fifo",

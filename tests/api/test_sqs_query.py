@@ -35,6 +35,7 @@ from tests.api.test_sqs import (  # noqa: F401
     test_a_fifo_queue_takes_no_standard_dead_letter_queue,
     test_a_move_task_moves_the_dead_letters_back,
     test_a_receipt_whose_lease_ended_is_not_in_flight,
+    test_a_redrive_policy_is_echoed_as_sent_while_it_holds,
     test_a_slow_move_task_can_be_cancelled,
     test_an_entry_the_queue_refuses_fails_alone,
     test_an_older_receipt_deletes_nothing_and_the_lease_stays_with_its_holder,

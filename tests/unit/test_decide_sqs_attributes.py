@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from broker.commands import NewMessage, PublishMessages, UpdateQueue
 from broker.decide import PublishReply
 from broker.errors import InvalidCommandError
-from broker.events import QueueCreated
+from broker.events import QueueCreated, QueueUpdated
 from tests.conftest import Broker
 from tests.helpers import Counter
 
@@ -100,6 +100,19 @@ async def test_settings_sqs_refuses_are_refused_and_write_nothing(
         await broker.run(UpdateQueue(queue=name, changes=settings))  # type: ignore[arg-type]
     assert raised.value.field == field
     assert await broker.types() == before
+
+
+async def test_a_redrive_policy_text_is_cleared_when_the_settings_change_without_it(
+    broker: Broker,
+) -> None:
+    await broker.create("dlq")
+    text = '{"deadLetterTargetArn": "arn:aws:sqs:r:1:dlq", "maxReceiveCount": 3}'
+    await broker.create("orders", dead_letter_queue="dlq", max_receive_count=3, redrive_policy=text)
+    await broker.run(UpdateQueue(queue="orders", changes={"visibility_timeout_s": 9}))
+    await broker.run(UpdateQueue(queue="orders", changes={"max_receive_count": 5}))
+    *_, kept, cleared = await broker.events()
+    assert isinstance(kept, QueueUpdated) and isinstance(cleared, QueueUpdated)
+    assert kept.redrive_policy == text and cleared.redrive_policy is None
 
 
 async def test_high_throughput_fifo_is_kept(broker: Broker) -> None:

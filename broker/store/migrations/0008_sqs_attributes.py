@@ -1,6 +1,6 @@
 """The rest of SQS's queue attributes as queue settings (API.md v1.2, "SQS-compatible endpoint:
 the rest of SQS"): Policy, KmsMasterKeyId, KmsDataKeyReusePeriodSeconds, SqsManagedSseEnabled,
-DeduplicationScope, FifoThroughputLimit."""
+DeduplicationScope, FifoThroughputLimit, and RedrivePolicy as it was sent."""
 
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
@@ -40,6 +40,11 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name="QueueRow",
             name="fifo_throughput_limit",
+            field=fields.TextField(null=True),
+        ),
+        ops.AddField(
+            model_name="QueueRow",
+            name="redrive_policy",
             field=fields.TextField(null=True),
         ),
     ]
