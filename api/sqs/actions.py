@@ -191,10 +191,12 @@ async def CreateQueue(call: Call, params: Params) -> Params:
         # one it does not name is no difference (a queue the native API made has Cairn's
         # defaults, not SQS's).
         existing = await _resource(call, name)
-        if not attrs.has_settings(existing, named):
+        differing = attrs.differing(existing, named)
+        if differing is not None:
             raise SqsError(
                 "QueueNameExists",
-                f"A queue already exists with the same name ({name}) and different attributes.",
+                "A queue already exists with the same name and a different value for attribute"
+                f" {differing}",
             ) from None
         return {"QueueUrl": call.url_of(name)}
     except InvalidCommandError as error:

@@ -222,14 +222,26 @@ def _shown_redrive_policy(queue: QueueResource, arn_of: Any) -> str | None:
     )
 
 
-def has_settings(queue: QueueResource, named: dict[str, Any]) -> bool:
-    """Whether an existing queue has the settings a CreateQueue names (SQS answers the existing
-    queue's URL then, and QueueNameExists otherwise)."""
-    return all(
-        getattr(queue, name) == value
-        for name, value in named.items()
-        if name != "redrive_policy"  # its text: what it says is compared, not how
-    )
+def differing(queue: QueueResource, named: dict[str, Any]) -> str | None:
+    """The first attribute a CreateQueue names that the existing queue has otherwise (SQS
+    answers the existing queue's URL when there is none, and QueueNameExists naming it)."""
+    for setting, value in named.items():
+        if setting != "redrive_policy" and getattr(queue, setting) != value:
+            # (the RedrivePolicy's text is not compared: what it says is)
+            return _ATTRIBUTE_OF[setting]
+    return None
+
+
+_ATTRIBUTE_OF: Final[dict[str, str]] = {
+    **{setting: name for name, (setting, _, _) in _RANGES.items()},
+    **{setting: name for name, setting in _FLAGS.items()},
+    **{setting: name for name, (setting, _) in _CHOICES.items()},
+    **{setting: name for name, setting in _TEXTS.items()},
+    "dead_letter_queue": "RedrivePolicy",
+    "max_receive_count": "RedrivePolicy",
+    "redrive_allow_policy": "RedriveAllowPolicy",
+    "tags": "tags",
+}
 
 
 # -- message attributes --------------------------------------------------------------------------

@@ -100,8 +100,12 @@ def test_creating_an_existing_queue_answers_its_url_unless_attributes_differ(sqs
     url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "40"})["QueueUrl"]
     again = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "40"})
     assert again["QueueUrl"] == url
-    with pytest.raises(sqs.exceptions.QueueNameExists):
+    with pytest.raises(sqs.exceptions.QueueNameExists) as raised:
         sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "41"})
+    assert raised.value.response["Error"]["Message"] == (
+        "A queue already exists with the same name and a different value for attribute"
+        " VisibilityTimeout"
+    )
 
 
 def test_queue_attributes_round_trip_and_show_in_the_native_resource(
