@@ -13,13 +13,18 @@ from broker.commands import (
     DEFAULT_PRIORITY,
     Attributes,
     DedupId,
+    DeduplicationScope,
     Delay,
+    FifoThroughputLimit,
     GroupId,
+    KmsKeyId,
+    KmsReusePeriod,
     MaxMessageBytes,
     MaxReceiveCount,
     MessageId,
     MessageKey,
     NackDelay,
+    Policy,
     Priority,
     QueueName,
     QueueSettings,
@@ -28,6 +33,7 @@ from broker.commands import (
     ReceiveWait,
     RedriveAllowPolicy,
     RedriveFilter,
+    RedrivePolicyText,
     Retention,
     Tags,
     VisibilityTimeout,
@@ -61,6 +67,13 @@ class UpdateQueueRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
     content_based_dedup: bool | UnsetType = UNSET
     tags: Tags | UnsetType = UNSET
     redrive_allow_policy: RedriveAllowPolicy | UnsetType | None = UNSET
+    policy: Policy | UnsetType | None = UNSET
+    kms_master_key_id: KmsKeyId | UnsetType | None = UNSET
+    kms_data_key_reuse_period_s: KmsReusePeriod | UnsetType = UNSET
+    sqs_managed_sse: bool | UnsetType = UNSET
+    deduplication_scope: DeduplicationScope | UnsetType = UNSET
+    fifo_throughput_limit: FifoThroughputLimit | UnsetType = UNSET
+    redrive_policy: RedrivePolicyText | UnsetType | None = UNSET
 
 
 class PublishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

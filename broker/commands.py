@@ -4,7 +4,7 @@ schemas reuse them, so validation and documentation cannot drift apart."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final, TypeAlias
+from typing import Annotated, Final, Literal, TypeAlias
 
 import msgspec
 from msgspec import Meta
@@ -64,6 +64,30 @@ RedriveAllowPolicy = Annotated[
         description="Which queues may name this one as their dead-letter queue (SQS's JSON).",
     ),
 ]
+Policy = Annotated[
+    str,
+    Meta(
+        max_length=8192,
+        description="SQS's access policy (a JSON object), kept as given: never enforced, Cairn's"
+        " scopes decide who may do what.",
+    ),
+]
+KmsKeyId = Annotated[
+    str, Meta(min_length=1, max_length=2048, description="SQS's KmsMasterKeyId, kept as given.")
+]
+KmsReusePeriod = Annotated[
+    int, Meta(ge=60, le=86400, description="SQS's KmsDataKeyReusePeriodSeconds, kept as given.")
+]
+RedrivePolicyText = Annotated[
+    str,
+    Meta(
+        max_length=4096,
+        description="SQS's RedrivePolicy as it was sent (the SQS door shows it while it still"
+        " says what dead_letter_queue and max_receive_count say).",
+    ),
+]
+DeduplicationScope = Literal["queue", "messageGroup"]
+FifoThroughputLimit = Literal["perQueue", "perMessageGroupId"]
 DEFAULT_MAX_MESSAGE_BYTES: Final = 262144
 MAX_KEY_BYTES: Final = 256
 MessageKey = Annotated[
@@ -94,6 +118,20 @@ class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
     """FIFO only: a message without a dedup id is deduplicated by its body's SHA-256."""
     tags: Tags = {}
     redrive_allow_policy: RedriveAllowPolicy | None = None
+    # v1.2: the rest of SQS's attributes. Stored and shown; only deduplication_scope acts
+    # (Cairn encrypts nothing it was not already, and enforces its scopes, not policies).
+    policy: Policy | None = None
+    kms_master_key_id: KmsKeyId | None = None
+    kms_data_key_reuse_period_s: KmsReusePeriod = 300
+    sqs_managed_sse: bool = False
+    deduplication_scope: DeduplicationScope | None = None
+    """FIFO only (None: ``queue`` on a FIFO queue): ``messageGroup`` deduplicates within each
+    group, so one dedup id may be used once per group."""
+    fifo_throughput_limit: FifoThroughputLimit | None = None
+    """FIFO only (None: ``perQueue`` on a FIFO queue); kept, not enforced."""
+    redrive_policy: RedrivePolicyText | None = None
+    """SQS's RedrivePolicy text as sent; a change of ``dead_letter_queue`` or
+    ``max_receive_count`` that does not set it too clears it."""
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):

@@ -48,6 +48,7 @@ from broker.errors import (
     BrokerError,
     InvalidCommandError,
     LeaseLostError,
+    LeaseSupersededError,
     MessageNotFoundError,
     MessageTooLargeError,
     MoveTaskNotFoundError,
@@ -89,12 +90,14 @@ from broker.state import (
     MoveTask,
     QueueState,
     StateView,
+    dedup_key,
     from_us,
     move_task_of,
     to_us,
 )
 
 _REDRIVE_CHUNK: Final = 500
+_SETTING_PATH: Final = re.compile(r"at `\$\.(\w+)")
 _DRY_RUN_SAMPLE: Final = 10
 _RESTORE_EXPIRIES: Final = 10_000
 SOURCE_QUEUE = "source_queue"
@@ -334,9 +337,16 @@ def _same_kind(source: QueueState, destination: QueueState, field: str) -> None:
 def settings_for(name: str, settings: QueueSettings) -> QueueSettings:
     """A new queue's settings as its ``queue.created`` event records them: ``fifo`` that the
     request left out is whether the name ends in ``.fifo``."""
-    if settings.fifo is not None:
-        return settings
-    return msgspec.structs.replace(settings, fifo=name.endswith(FIFO_SUFFIX))
+    fifo = name.endswith(FIFO_SUFFIX) if settings.fifo is None else settings.fifo
+    if not fifo:
+        return msgspec.structs.replace(settings, fifo=False)
+    # A FIFO queue's deduplication scope and throughput limit are SQS's defaults unless said.
+    return msgspec.structs.replace(
+        settings,
+        fifo=True,
+        deduplication_scope=settings.deduplication_scope or "queue",
+        fifo_throughput_limit=settings.fifo_throughput_limit or "perQueue",
+    )
 
 
 def _create(view: StateView, command: CreateQueue, ctx: Context) -> Decision:
@@ -355,6 +365,7 @@ def _create(view: StateView, command: CreateQueue, ctx: Context) -> Decision:
     if view.queue(command.queue) is not None:
         raise QueueExistsError(f"queue {command.queue!r} already exists", field="name")
     settings = settings_for(command.queue, command.settings)
+    _check_settings(settings)
     _check_fifo(command.queue, settings)
     _check_dead_letter(view, command.queue, settings)
     event = QueueCreated(at=ctx.now, queue=command.queue, **msgspec.structs.asdict(settings))
@@ -365,9 +376,10 @@ def _settings_of(queue: QueueState) -> QueueSettings:
     settings = {name: getattr(queue, name) for name in SETTINGS}
     settings["tags"] = msgspec.json.decode(queue.tags)
     # SQLite hands booleans back as 0 and 1; the events must say true and false.
-    settings["fifo"], settings["content_based_dedup"] = (
+    settings["fifo"], settings["content_based_dedup"], settings["sqs_managed_sse"] = (
         bool(queue.fifo),
         bool(queue.content_based_dedup),
+        bool(queue.sqs_managed_sse),
     )
     return QueueSettings(**settings)
 
@@ -388,16 +400,60 @@ def _check_fifo(name: str, settings: QueueSettings) -> None:
         raise InvalidCommandError(
             "content_based_dedup is for FIFO queues only", field="content_based_dedup"
         )
+    for field in ("deduplication_scope", "fifo_throughput_limit"):
+        if getattr(settings, field) is not None and not settings.fifo:
+            raise InvalidCommandError(f"{field} is for FIFO queues only", field=field)
+    if (
+        settings.fifo_throughput_limit == "perMessageGroupId"
+        and settings.deduplication_scope != "messageGroup"
+    ):
+        raise InvalidCommandError(
+            "fifo_throughput_limit perMessageGroupId is only valid when deduplication_scope is"
+            " messageGroup",
+            field="fifo_throughput_limit",
+        )
+
+
+def _check_settings(settings: QueueSettings) -> None:
+    """What every queue's settings must be, whichever door they come through: each within its
+    range (the native door's schema says so too; the others need not), and SQS's rules
+    between them."""
+    try:
+        msgspec.convert(msgspec.structs.asdict(settings), QueueSettings)
+    except msgspec.ValidationError as error:
+        found = _SETTING_PATH.search(str(error))
+        where = found[1] if found else "settings"
+        raise InvalidCommandError(f"invalid {where}: {error}", field=where) from None
+    if settings.kms_master_key_id is not None and settings.sqs_managed_sse:
+        raise InvalidCommandError(
+            "a queue is encrypted with a KMS key (kms_master_key_id) or by SQS"
+            " (sqs_managed_sse), not both",
+            field="sqs_managed_sse",
+        )
+    if settings.policy is not None:
+        try:
+            policy = msgspec.json.decode(settings.policy)
+        except msgspec.DecodeError:
+            policy = None
+        if not isinstance(policy, dict):
+            raise InvalidCommandError("policy must be a JSON object", field="policy")
 
 
 def _update(view: StateView, command: UpdateQueue, ctx: Context) -> Decision:
     queue = _require(view, command.queue)
     current = _settings_of(queue)
     updated = msgspec.structs.replace(current, **command.changes)
+    if "redrive_policy" not in command.changes and (
+        updated.dead_letter_queue,
+        updated.max_receive_count,
+    ) != (current.dead_letter_queue, current.max_receive_count):
+        # The text no longer says what the settings say: no door may show it.
+        updated = msgspec.structs.replace(updated, redrive_policy=None)
     if updated == current:
         return Decision([], QueueReply(queue.name, view.next_position - 1))
     if updated.fifo != current.fifo:
         raise InvalidCommandError("fifo is set when a queue is created", field="fifo")
+    _check_settings(updated)
     _check_fifo(queue.name, updated)
     _check_dead_letter(view, queue.name, updated)
     event = QueueUpdated(at=ctx.now, queue=queue.name, **msgspec.structs.asdict(updated))
@@ -438,12 +494,14 @@ def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decisio
             message = msgspec.structs.replace(
                 message, dedup_id=hashlib.sha256(message.body).hexdigest()
             )
+        key = None
         if message.dedup_id is not None:
-            earlier = first_in_batch.get(message.dedup_id)
+            key = dedup_key(queue, message.group_id, message.dedup_id)
+            earlier = first_in_batch.get(key)
             if earlier is not None:
                 results.append(Published(earlier.id, earlier.position, True))
                 continue
-            entry = view.dedup(queue.queue_id, message.dedup_id)
+            entry = view.dedup(queue.queue_id, key)
             if entry is not None and entry.expires_at > now:
                 results.append(Published(entry.message_id, entry.position, True))
                 continue
@@ -466,8 +524,8 @@ def _publish(view: StateView, command: PublishMessages, ctx: Context) -> Decisio
         )
         published = Published(message.message_id, position, False)
         results.append(published)
-        if message.dedup_id is not None:
-            first_in_batch[message.dedup_id] = published
+        if key is not None:
+            first_in_batch[key] = published
     return Decision(events, PublishReply(results))
 
 
@@ -726,7 +784,12 @@ def _leased_message(
     message = view.message(message_id)
     if message is None or message.queue_id != queue.queue_id:
         raise MessageNotFoundError(f"message {message_id!r} not found in queue {queue.name!r}")
-    if not _holds_lease(message, lease_of(receipt), now):
+    lease = lease_of(receipt)
+    if not _holds_lease(message, lease, now):
+        if message.lease is not None and message.lease != lease:
+            raise LeaseSupersededError(
+                "the message was received again since this receipt", field="receipt"
+            )
         raise LeaseLostError("the receipt no longer holds the message's lease", field="receipt")
     return message
 

@@ -43,6 +43,11 @@ class LeaseLostError(BrokerError):
     """The receipt no longer holds the message's lease (expired, re-leased, acked or purged)."""
 
 
+class LeaseSupersededError(LeaseLostError):
+    """The message was received again since this receipt: a newer receipt holds it (SQS
+    answers such a receipt differently from one whose message is simply not in flight)."""
+
+
 class InvalidCommandError(BrokerError):
     """Well-formed but not acceptable against the current state: inconsistent dead-letter
     settings, a reference to a queue that does not exist."""

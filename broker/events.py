@@ -54,6 +54,14 @@ class QueueCreated(Event, frozen=True, kw_only=True, tag="queue.created"):
     content_based_dedup: bool = False
     tags: dict[str, str] = {}
     redrive_allow_policy: str | None = None
+    # v1.2 (the rest of SQS's attributes).
+    policy: str | None = None
+    kms_master_key_id: str | None = None
+    kms_data_key_reuse_period_s: int = 300
+    sqs_managed_sse: bool = False
+    deduplication_scope: str | None = None
+    fifo_throughput_limit: str | None = None
+    redrive_policy: str | None = None
 
 
 class QueueUpdated(Event, frozen=True, kw_only=True, tag="queue.updated"):
@@ -70,6 +78,14 @@ class QueueUpdated(Event, frozen=True, kw_only=True, tag="queue.updated"):
     content_based_dedup: bool = False
     tags: dict[str, str] = {}
     redrive_allow_policy: str | None = None
+    # v1.2 (the rest of SQS's attributes).
+    policy: str | None = None
+    kms_master_key_id: str | None = None
+    kms_data_key_reuse_period_s: int = 300
+    sqs_managed_sse: bool = False
+    deduplication_scope: str | None = None
+    fifo_throughput_limit: str | None = None
+    redrive_policy: str | None = None
 
 
 class QueueDeleted(Event, frozen=True, kw_only=True, tag="queue.deleted"):

@@ -16,6 +16,7 @@ the earliest waiting message becomes the head.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, Protocol, TypeAlias, assert_never
@@ -123,6 +124,13 @@ class QueueState(msgspec.Struct, frozen=True):
     redrive_allow_policy: str | None = None
     move_task: str | None = None
     """The running move task, a ``MoveTask`` as JSON; None when none runs."""
+    policy: str | None = None
+    kms_master_key_id: str | None = None
+    kms_data_key_reuse_period_s: Int32 = 300
+    sqs_managed_sse: bool = False
+    deduplication_scope: str | None = None
+    fifo_throughput_limit: str | None = None
+    redrive_policy: str | None = None
 
 
 class MoveTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -177,6 +185,16 @@ class DedupEntry(msgspec.Struct, frozen=True):
     message_id: Id
     position: int
     expires_at: int
+
+
+def dedup_key(queue: QueueState, group_id: str | None, dedup_id: str) -> str:
+    """What a message's dedup id is recorded (and looked up) under: the id itself, or on a
+    queue whose ``deduplication_scope`` is ``messageGroup`` the id within its group, hashed so
+    that it fits the column (a dedup id and a group id are 128 characters each)."""
+    if queue.deduplication_scope != "messageGroup":
+        return dedup_id
+    scoped = hashlib.sha256(f"{group_id or ''}\n{dedup_id}".encode()).hexdigest()
+    return f"group:{scoped}"
 
 
 class PurgeRecord(msgspec.Struct, frozen=True):
@@ -589,7 +607,7 @@ def _published(view: StateView, event: MessagePublished, position: int, at: int)
     if event.dedup_id is not None:
         entry = DedupEntry(
             queue_id=queue.queue_id,
-            dedup_id=event.dedup_id,
+            dedup_id=dedup_key(queue, event.group_id, event.dedup_id),
             message_id=event.message_id,
             position=position,
             expires_at=at + DEDUP_WINDOW_S * 1_000_000,

@@ -54,6 +54,13 @@ class QueueResource(msgspec.Struct, kw_only=True):
     content_based_dedup: bool
     tags: dict[str, str]
     redrive_allow_policy: str | None
+    policy: str | None
+    kms_master_key_id: str | None
+    kms_data_key_reuse_period_s: int
+    sqs_managed_sse: bool
+    deduplication_scope: str | None
+    fifo_throughput_limit: str | None
+    redrive_policy: str | None
     stats: QueueStats
 
 
@@ -138,6 +145,13 @@ def resource(row: QueueViewRow, stats: Stats, now: int) -> QueueResource:
         content_based_dedup=bool(row.content_based_dedup),
         tags=msgspec.json.decode(row.tags),
         redrive_allow_policy=row.redrive_allow_policy,
+        policy=row.policy,
+        kms_master_key_id=row.kms_master_key_id,
+        kms_data_key_reuse_period_s=row.kms_data_key_reuse_period_s,
+        sqs_managed_sse=bool(row.sqs_managed_sse),
+        deduplication_scope=row.deduplication_scope,
+        fifo_throughput_limit=row.fifo_throughput_limit,
+        redrive_policy=row.redrive_policy,
         stats=QueueStats(
             available=available,
             delayed=delayed,
@@ -218,6 +232,20 @@ async def list_queues(views: Database, now: int) -> list[QueueResource]:
 async def get_queue(views: Database, name: str, now: int) -> QueueResource | None:
     found = await views.snapshot(lambda conn: _queues(conn, now, name))
     return found[0] if found else None
+
+
+async def lapsed_leases(views: Database, name: str, now: int) -> int:
+    """The live queue's in-flight messages whose lease has ended by ``now`` but that the
+    sweeper has not yet made available again: SQS counts them visible at once."""
+    rows = await views.snapshot(
+        lambda conn: conn.query(
+            "SELECT COUNT(*) FROM message_views m JOIN queue_views q"
+            " ON m.queue_id = q.queue_id AND NOT q.deleted AND q.name = ?"
+            " WHERE m.status = 'leased' AND m.visible_at <= ?",
+            [name, now],
+        )
+    )
+    return int(rows[0][0]) if rows else 0
 
 
 async def live_queue_id(views: Database, name: str) -> int | None:

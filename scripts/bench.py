@@ -438,25 +438,35 @@ def redis_row(
 def sqs_rows(
     seconds: int, rounds: int, c: int, publish_path: str
 ) -> list[tuple[str, str, str, str, str]]:
-    """The SQS door against the native routes, same messages, same server, same run."""
-    runs: dict[str, list[Run]] = {"native": [], "sqs": [], "native10": [], "sqs10": []}
+    """The SQS door in both protocols (JSON 1.0, query) against the native routes, same
+    messages, same server, same run."""
+    runs: dict[str, list[Run]] = {
+        k: [] for k in ("native", "sqs", "query", "native10", "sqs10", "query10")
+    }
     for _ in range(rounds):
         with cairn(1) as s:
             runs["native"].append(wrk(s.url + publish_path, "publish.lua", seconds, c))
             runs["sqs"].append(wrk(s.url + "/", "sqs_send.lua", seconds, c))
+            runs["query"].append(wrk(s.url + "/", "sqs_query_send.lua", seconds, c))
             runs["native10"].append(wrk(s.url + publish_path + "/batch", "batch10.lua", seconds, c))
             runs["sqs10"].append(wrk(s.url + "/", "sqs_batch.lua", seconds, c))
-            answered = sum(r.requests - r.errors for r in (runs["native"][-1], runs["sqs"][-1]))
+            runs["query10"].append(wrk(s.url + "/", "sqs_query_batch.lua", seconds, c))
+            answered = sum(
+                r.requests - r.errors for k in ("native", "sqs", "query") for r in runs[k][-1:]
+            )
             answered += 10 * sum(
-                r.requests - r.errors for r in (runs["native10"][-1], runs["sqs10"][-1])
+                r.requests - r.errors
+                for k in ("native10", "sqs10", "query10")
+                for r in runs[k][-1:]
             )
             # Slack: what the last requests of each run (c each; 10 messages a batch) stored
             # after wrk stopped counting.
-            check = check_stored(s, answered, 22 * c, 1)
+            check = check_stored(s, answered, 33 * c, 1)
         if any(r.errors for rs in runs.values() for r in rs[-1:]):
             raise SystemExit("some SQS or native publishes failed")
     rate = {k: statistics.mean(r.per_s for r in v) for k, v in runs.items()}
     p99 = statistics.mean(r.p99_ms for r in runs["sqs"])
+    query_p99 = statistics.mean(r.p99_ms for r in runs["query"])
     rows = [
         (
             "S1. SendMessage vs native publish",
@@ -470,6 +480,20 @@ def sqs_rows(
             f"{10 * rate['sqs10']:,.0f} msg/s",
             f"{10 * rate['native10']:,.0f} msg/s",
             f"{rate['sqs10'] / rate['native10']:.2f}x",
+            ">= 0.85x",
+        ),
+        (
+            "S3. SendMessage (query protocol) vs native publish",
+            f"{rate['query']:,.0f} req/s (p99 {query_p99:.1f} ms)",
+            f"{rate['native']:,.0f} req/s",
+            f"{rate['query'] / rate['native']:.2f}x",
+            ">= 0.85x",
+        ),
+        (
+            "S4. SendMessageBatch (10, query protocol) vs native batch (10)",
+            f"{10 * rate['query10']:,.0f} msg/s",
+            f"{10 * rate['native10']:,.0f} msg/s",
+            f"{rate['query10'] / rate['native10']:.2f}x",
             ">= 0.85x",
         ),
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -33,6 +34,9 @@ from broker.decide import (
 from broker.errors import (
     BrokerError,
     InvalidCommandError,
+    LeaseLostError,
+    LeaseSupersededError,
+    MessageNotFoundError,
     MoveTaskNotFoundError,
     QueueExistsError,
     QueueNotFoundError,
@@ -119,14 +123,15 @@ def _queue(call: Call, params: Params) -> str:
     return name
 
 
-def _entries(params: Params) -> list[Params]:
+def _entries(params: Params, kind: str) -> list[Params]:
+    """A batch's entries, checked whole as SQS checks them (``kind``: SQS's name for one)."""
     entries = params.get("Entries")
     if entries is None:
         raise missing("Entries")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise invalid("Entries must be a list of objects.")
     if not entries:
-        raise SqsError("EmptyBatchRequest", "There should be at least one entry in the request.")
+        raise SqsError("EmptyBatchRequest", f"There should be at least one {kind} in the request.")
     if len(entries) > MAX_BATCH:
         raise SqsError(
             "TooManyEntriesInBatchRequest",
@@ -186,10 +191,12 @@ async def CreateQueue(call: Call, params: Params) -> Params:
         # one it does not name is no difference (a queue the native API made has Cairn's
         # defaults, not SQS's).
         existing = await _resource(call, name)
-        if not attrs.has_settings(existing, named):
+        differing = attrs.differing(existing, named)
+        if differing is not None:
             raise SqsError(
                 "QueueNameExists",
-                f"A queue already exists with the same name ({name}) and different attributes.",
+                "A queue already exists with the same name and a different value for attribute"
+                f" {differing}",
             ) from None
         return {"QueueUrl": call.url_of(name)}
     except InvalidCommandError as error:
@@ -258,9 +265,19 @@ async def DeleteQueue(call: Call, params: Params) -> Params:
 async def GetQueueAttributes(call: Call, params: Params) -> Params:
     name = _queue(call, params)
     call.require("read", name)
-    names = _names(params, "AttributeNames") or ["All"]
+    names = _names(params, "AttributeNames")
     queue = await _resource(call, name)
-    return {"Attributes": attrs.queue_attributes(queue, call.arn_of, names)}
+    if {"All", "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"} & set(names):
+        # SQS's counts follow the clock: a lease that has ended is visible at once.
+        lapsed = await queries.lapsed_leases(call.s.views, name, to_us(datetime.now(UTC)))
+        stats = msgspec.structs.replace(
+            queue.stats,
+            available=queue.stats.available + lapsed,
+            in_flight=max(0, queue.stats.in_flight - lapsed),
+        )
+        queue = msgspec.structs.replace(queue, stats=stats)
+    found = attrs.queue_attributes(queue, call.arn_of, names)  # no names: none, as SQS
+    return {"Attributes": found} if found else {}
 
 
 @action
@@ -294,6 +311,107 @@ async def ListDeadLetterSourceQueues(call: Call, params: Params) -> Params:
     return {"queueUrls": [call.url_of(n) for n in sources if _visible(call, n)]}
 
 
+# -- permissions ------------------------------------------------------------------------------
+
+
+@action
+async def AddPermission(call: Call, params: Params) -> Params:
+    """A statement added to the queue's stored Policy, as SQS writes it (never enforced:
+    Cairn's scopes are)."""
+    name = _queue(call, params)
+    call.require("manage", name)
+    label = _label(params)
+    accounts = _names(params, "AWSAccountIds")
+    verbs = _names(params, "Actions")
+    if not accounts:
+        raise missing("AWSAccountIds")
+    if not verbs:
+        raise missing("Actions")
+    for verb in verbs:
+        if verb != "*" and verb not in _PERMITTED:
+            raise invalid(f"Value SQS:{verb} for parameter ActionName is invalid.")
+    queue = await _resource(call, name)
+    policy = _policy(queue.policy, call.arn_of(name))
+    statements: list[Params] = policy["Statement"]
+    if any(statement.get("Sid") == label for statement in statements):
+        raise invalid(f"Value {label} for parameter Label is invalid. Reason: Already exists.")
+    statements.append(
+        {
+            "Sid": label,
+            "Effect": "Allow",
+            "Principal": {"AWS": [f"arn:aws:iam::{a}:root" for a in accounts]},
+            "Action": [f"SQS:{verb}" for verb in verbs],
+            "Resource": call.arn_of(name),
+        }
+    )
+    await _set_policy(call, name, policy)
+    return {}
+
+
+@action
+async def RemovePermission(call: Call, params: Params) -> Params:
+    name = _queue(call, params)
+    call.require("manage", name)
+    label = _label(params)
+    queue = await _resource(call, name)
+    policy = _policy(queue.policy, call.arn_of(name))
+    kept = [s for s in policy["Statement"] if s.get("Sid") != label]
+    if len(kept) == len(policy["Statement"]):
+        raise invalid(
+            f"Value {label} for parameter Label is invalid. Reason: can't find label on"
+            " existing policy."
+        )
+    await _set_policy(call, name, {**policy, "Statement": kept} if kept else None)
+    return {}
+
+
+_LABEL: Final = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_PERMITTED: Final = frozenset(
+    # The actions a permission may name (SQS's list for AddPermission).
+    (
+        "SendMessage",
+        "ReceiveMessage",
+        "DeleteMessage",
+        "ChangeMessageVisibility",
+        "GetQueueAttributes",
+        "GetQueueUrl",
+        "ListDeadLetterSourceQueues",
+        "PurgeQueue",
+        "ListQueueTags",
+    )
+)
+
+
+def _label(params: Params) -> str:
+    label = _string(params, "Label")
+    assert label is not None
+    if not _LABEL.fullmatch(label):
+        raise invalid(
+            f"Value {label} for parameter Label is invalid. Reason: Can only include"
+            " alphanumeric characters, hyphens, or underscores. 1 to 80 in length."
+        )
+    return label
+
+
+def _policy(stored: str | None, arn: str) -> Params:
+    """The queue's policy to edit; a new one as SQS starts it when there is none."""
+    policy: Params = (
+        {"Version": "2012-10-17", "Id": f"{arn}/SQSDefaultPolicy", "Statement": []}
+        if stored is None
+        else json.loads(stored)
+    )
+    statements = policy.get("Statement", [])
+    policy["Statement"] = statements if isinstance(statements, list) else [statements]
+    return policy
+
+
+async def _set_policy(call: Call, name: str, policy: Params | None) -> None:
+    text = None if policy is None else json.dumps(policy, separators=(",", ":"))
+    reply = await call.s.run(cmd.UpdateQueue(queue=name, changes={"policy": text}))
+    assert isinstance(reply, QueueReply)
+    await call.s.read_position(reply.position)
+
+
 # -- tags -----------------------------------------------------------------------------------------
 
 
@@ -319,7 +437,7 @@ def _tags(given: Any) -> dict[str, str]:
 async def TagQueue(call: Call, params: Params) -> Params:
     name = _queue(call, params)
     call.require("manage", name)
-    if "Tags" not in params:
+    if not params.get("Tags"):  # none at all, or an empty map: SQS wants at least one
         raise missing("Tags")
     added = _tags(params["Tags"])
     queue = await _resource(call, name)
@@ -332,7 +450,7 @@ async def UntagQueue(call: Call, params: Params) -> Params:
     name = _queue(call, params)
     call.require("manage", name)
     keys = _names(params, "TagKeys")
-    if "TagKeys" not in params:
+    if not keys:
         raise missing("TagKeys")
     queue = await _resource(call, name)
     await _set_tags(call, name, {k: v for k, v in queue.tags.items() if k not in keys})
@@ -373,7 +491,7 @@ def _new_message(call: Call, params: Params, fifo: bool) -> cmd.NewMessage:
     group = _string(params, "MessageGroupId", required=False)
     dedup = _string(params, "MessageDeduplicationId", required=False)
     if fifo:
-        if delay is not None:
+        if delay:  # SQS takes DelaySeconds=0 on a FIFO queue, and no other per-message delay
             raise invalid(
                 "Value for parameter DelaySeconds is invalid. Reason: The request include"
                 " parameter that is not valid for this queue type."
@@ -398,8 +516,8 @@ def _new_message(call: Call, params: Params, fifo: bool) -> cmd.NewMessage:
         message_id=call.s.writer.new_id(),
         body=msgspec.Raw(msgspec.json.encode(body)),
         attributes=plain,
-        typed_attributes=typed_only,
-        delay_s=delay,
+        typed_attributes=typed_only | attrs.trace_header(params.get("MessageSystemAttributes")),
+        delay_s=None if fifo else delay,
         dedup_id=dedup,
         group_id=group,
         size=len(body.encode()) + attrs.attributes_size(typed),
@@ -411,6 +529,9 @@ def _sent(message: cmd.NewMessage, body: str, message_id: str, position: int, fi
     digest = md5.of_attributes(attrs.as_sqs(message.attributes, message.typed_attributes))
     if digest is not None:
         result["MD5OfMessageAttributes"] = digest
+    trace = message.typed_attributes.get(attrs.TRACE_HEADER)
+    if trace is not None:
+        result["MD5OfMessageSystemAttributes"] = md5.of_attributes({"AWSTraceHeader": trace})
     if fifo:
         result["SequenceNumber"] = _sequence_number(position)
     return result
@@ -476,7 +597,7 @@ def _fifo(name: str) -> bool:
 async def SendMessageBatch(call: Call, params: Params) -> Params:
     name = _queue(call, params)
     call.require("publish", name)
-    entries = _entries(params)
+    entries = _entries(params, "SendMessageBatchRequestEntry")
     fifo = _fifo(name)
     successful: list[Params] = []
     failed: list[Params] = []
@@ -547,9 +668,9 @@ def _message(
         "MessageGroupId": delivery.group_id if fifo else None,
         "MessageDeduplicationId": delivery.dedup_id if fifo else None,
         "SequenceNumber": _sequence_number(delivery.position) if fifo else None,
-        "AWSTraceHeader": None,
+        "AWSTraceHeader": attrs.trace_header_of(delivery.typed_attributes),
     }
-    names = set(every) if "All" in system else system
+    names = set(every) if {"All", ".*"} & system else system
     chosen = {k: v for k, v in every.items() if k in names and v is not None}
     if chosen:
         message["Attributes"] = chosen
@@ -585,23 +706,21 @@ def _receipt(handle: Any) -> tuple[str, str]:
         raise missing("ReceiptHandle")
     message_id = ids.message_of(handle)
     if message_id is None or len(handle) > 256:
-        raise SqsError(
-            "ReceiptHandleIsInvalid", f'The input receipt handle "{handle}" is not a valid one.'
-        )
+        raise _invalid_receipt()
     return message_id, handle
 
 
-def _ack_error(outcome: str, handle: str) -> SqsError | None:
-    if outcome == "acked":
-        return None
+def _ack_error(outcome: str) -> SqsError | None:
+    """A DeleteMessage's refusal. A receipt that no longer holds its message (received again
+    since, or settled by a newer receipt) is not one: as SQS documents, the request succeeds
+    and deletes nothing, and the lease stays with its holder."""
     if outcome == "not_found":
-        return SqsError(
-            "ReceiptHandleIsInvalid", f'The input receipt handle "{handle}" is not a valid one.'
-        )
-    return SqsError(
-        "ReceiptHandleIsInvalid",
-        f'The receipt handle "{handle}" has expired: the message was received again since.',
-    )
+        return _invalid_receipt()
+    return None
+
+
+def _invalid_receipt() -> SqsError:
+    return SqsError("ReceiptHandleIsInvalid", "The input receipt handle is invalid.")
 
 
 @action
@@ -613,7 +732,7 @@ async def DeleteMessage(call: Call, params: Params) -> Params:
         cmd.AckMessages(queue=name, entries=(cmd.AckEntry(message_id=message_id, receipt=handle),))
     )
     assert isinstance(reply, AckReply)
-    error = _ack_error(reply.results[0][1], handle)
+    error = _ack_error(reply.results[0][1])
     if error is not None:
         raise error
     return {}
@@ -623,7 +742,7 @@ async def DeleteMessage(call: Call, params: Params) -> Params:
 async def DeleteMessageBatch(call: Call, params: Params) -> Params:
     name = _queue(call, params)
     call.require("consume", name)
-    entries = _entries(params)
+    entries = _entries(params, "DeleteMessageBatchRequestEntry")
     failed: list[Params] = []
     valid: list[tuple[str, cmd.AckEntry]] = []
     for entry in entries:
@@ -639,8 +758,8 @@ async def DeleteMessageBatch(call: Call, params: Params) -> Params:
             cmd.AckMessages(queue=name, entries=tuple(entry for _, entry in valid))
         )
         assert isinstance(reply, AckReply)
-        for (entry_id, ack), (_, outcome) in zip(valid, reply.results, strict=True):
-            refusal = _ack_error(outcome, ack.receipt)
+        for (entry_id, _), (_, outcome) in zip(valid, reply.results, strict=True):
+            refusal = _ack_error(outcome)
             if refusal is None:
                 successful.append({"Id": entry_id})
             else:
@@ -663,13 +782,16 @@ async def _change_visibility(call: Call, name: str, handle: Any, seconds: Any) -
                 queue=name, message_id=message_id, receipt=receipt, visibility_timeout_s=seconds
             )
         )
-    except BrokerError as error:
-        translated = from_broker(error)
-        if translated.shape == "ReceiptHandleIsInvalid":
-            raise SqsError(
-                "MessageNotInflight", f"Message does not exist or is not in flight: {error}"
-            ) from None
-        raise translated from None
+    except LeaseSupersededError:
+        # SQS's answer to a receipt of a message received again since.
+        raise invalid(
+            f"Value {receipt} for parameter ReceiptHandle is invalid. Reason: Message does not"
+            " exist or is not available for visibility timeout change."
+        ) from None
+    except LeaseLostError:
+        raise SqsError("MessageNotInflight", "The message referred to isn't in flight.") from None
+    except MessageNotFoundError:
+        raise _invalid_receipt() from None
 
 
 @action
@@ -688,7 +810,7 @@ async def ChangeMessageVisibilityBatch(call: Call, params: Params) -> Params:
     call.require("consume", name)
     successful: list[Params] = []
     failed: list[Params] = []
-    for entry in _entries(params):
+    for entry in _entries(params, "ChangeMessageVisibilityBatchRequestEntry"):
         try:
             await _change_visibility(
                 call, name, entry.get("ReceiptHandle"), entry.get("VisibilityTimeout")

@@ -29,10 +29,21 @@ _RANGES: Final[dict[str, tuple[str, int, int]]] = {
     "MessageRetentionPeriod": ("retention_s", 60, 1209600),
     "MaximumMessageSize": ("max_message_bytes", 1024, 1048576),
     "ReceiveMessageWaitTimeSeconds": ("receive_wait_s", 0, 20),
+    "KmsDataKeyReusePeriodSeconds": ("kms_data_key_reuse_period_s", 60, 86400),
 }
 _FLAGS: Final[dict[str, str]] = {
     "FifoQueue": "fifo",
     "ContentBasedDeduplication": "content_based_dedup",
+    "SqsManagedSseEnabled": "sqs_managed_sse",
+}
+_CHOICES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "DeduplicationScope": ("deduplication_scope", ("messageGroup", "queue")),
+    "FifoThroughputLimit": ("fifo_throughput_limit", ("perQueue", "perMessageGroupId")),
+}
+_TEXTS: Final[dict[str, str]] = {
+    # kept as given; an empty value removes it (the domain checks a policy is a JSON object)
+    "Policy": "policy",
+    "KmsMasterKeyId": "kms_master_key_id",
 }
 _COMPUTED: Final = (
     "QueueArn",
@@ -42,7 +53,15 @@ _COMPUTED: Final = (
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
 )
-READABLE: Final = (*_RANGES, "RedrivePolicy", "RedriveAllowPolicy", *_FLAGS, *_COMPUTED)
+READABLE: Final = (
+    *_RANGES,
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
+    *_FLAGS,
+    *_CHOICES,
+    *_TEXTS,
+    *_COMPUTED,
+)
 _REDRIVE_PERMISSIONS: Final = ("allowAll", "denyAll", "byQueue")
 
 
@@ -63,6 +82,17 @@ def settings_changes(attributes: Mapping[str, Any], *, creating: bool) -> dict[s
             if value not in ("true", "false"):
                 raise SqsError("InvalidAttributeValue", f"Invalid value for the parameter {name}.")
             changes[_FLAGS[name]] = value == "true"
+        elif name in _CHOICES:
+            setting, choices = _CHOICES[name]
+            if value not in choices:
+                raise SqsError(
+                    "InvalidAttributeValue",
+                    f"Invalid value for the parameter {name}: it must be one of"
+                    f" {', '.join(choices)}.",
+                )
+            changes[setting] = value
+        elif name in _TEXTS:
+            changes[_TEXTS[name]] = value or None
         elif name == "RedrivePolicy":
             changes.update(_redrive_policy(value))
         elif name == "RedriveAllowPolicy":
@@ -88,8 +118,9 @@ def _integer(name: str, value: str, low: int, high: int) -> int:
 
 
 def _redrive_policy(value: str) -> dict[str, Any]:
+    """The settings a RedrivePolicy says, and the text itself (echoed as sent)."""
     if value == "":
-        return {"dead_letter_queue": None, "max_receive_count": None}
+        return {"dead_letter_queue": None, "max_receive_count": None, "redrive_policy": None}
     try:
         policy = json.loads(value)
         target = policy["deadLetterTargetArn"]
@@ -106,7 +137,11 @@ def _redrive_policy(value: str) -> dict[str, Any]:
             "Value for parameter RedrivePolicy is invalid. Reason: maxReceiveCount must be"
             " from 1 to 1000.",
         )
-    return {"dead_letter_queue": target.rsplit(":", 1)[-1], "max_receive_count": count}
+    return {
+        "dead_letter_queue": target.rsplit(":", 1)[-1],
+        "max_receive_count": count,
+        "redrive_policy": value,
+    }
 
 
 def _redrive_allow_policy(value: str) -> str | None:
@@ -147,17 +182,17 @@ def queue_attributes(queue: QueueResource, arn_of: Any, names: list[str]) -> dic
         "ApproximateNumberOfMessages": str(stats.available),
         "ApproximateNumberOfMessagesNotVisible": str(stats.in_flight),
         "ApproximateNumberOfMessagesDelayed": str(stats.delayed),
-        "RedrivePolicy": None
-        if queue.dead_letter_queue is None
-        else json.dumps(
-            {
-                "deadLetterTargetArn": arn_of(queue.dead_letter_queue),
-                "maxReceiveCount": queue.max_receive_count,
-            },
-            separators=(",", ":"),
-        ),
+        "RedrivePolicy": _shown_redrive_policy(queue, arn_of),
         "RedriveAllowPolicy": queue.redrive_allow_policy,
+        "Policy": queue.policy,
+        "KmsMasterKeyId": queue.kms_master_key_id,
+        "KmsDataKeyReusePeriodSeconds": None
+        if queue.kms_master_key_id is None
+        else str(queue.kms_data_key_reuse_period_s),
+        "SqsManagedSseEnabled": "true" if queue.sqs_managed_sse else "false",
         # SQS shows these of FIFO queues only.
+        "DeduplicationScope": queue.deduplication_scope if queue.fifo else None,
+        "FifoThroughputLimit": queue.fifo_throughput_limit if queue.fifo else None,
         "FifoQueue": "true" if queue.fifo else None,
         "ContentBasedDeduplication": ("true" if queue.content_based_dedup else "false")
         if queue.fifo
@@ -166,10 +201,47 @@ def queue_attributes(queue: QueueResource, arn_of: Any, names: list[str]) -> dic
     return {k: v for k, v in every.items() if k in wanted and v is not None}
 
 
-def has_settings(queue: QueueResource, named: dict[str, Any]) -> bool:
-    """Whether an existing queue has the settings a CreateQueue names (SQS answers the existing
-    queue's URL then, and QueueNameExists otherwise)."""
-    return all(getattr(queue, name) == value for name, value in named.items())
+def _shown_redrive_policy(queue: QueueResource, arn_of: Any) -> str | None:
+    """The RedrivePolicy as it was sent, while it still says what the queue's settings say
+    (the domain clears it when they change without it); else written from the settings."""
+    if queue.dead_letter_queue is None:
+        return None
+    if queue.redrive_policy is not None:
+        sent = _redrive_policy(queue.redrive_policy)
+        if (sent["dead_letter_queue"], sent["max_receive_count"]) == (
+            queue.dead_letter_queue,
+            queue.max_receive_count,
+        ):
+            return queue.redrive_policy
+    return json.dumps(
+        {
+            "deadLetterTargetArn": arn_of(queue.dead_letter_queue),
+            "maxReceiveCount": queue.max_receive_count,
+        },
+        separators=(",", ":"),
+    )
+
+
+def differing(queue: QueueResource, named: dict[str, Any]) -> str | None:
+    """The first attribute a CreateQueue names that the existing queue has otherwise (SQS
+    answers the existing queue's URL when there is none, and QueueNameExists naming it)."""
+    for setting, value in named.items():
+        if setting != "redrive_policy" and getattr(queue, setting) != value:
+            # (the RedrivePolicy's text is not compared: what it says is)
+            return _ATTRIBUTE_OF[setting]
+    return None
+
+
+_ATTRIBUTE_OF: Final[dict[str, str]] = {
+    **{setting: name for name, (setting, _, _) in _RANGES.items()},
+    **{setting: name for name, setting in _FLAGS.items()},
+    **{setting: name for name, (setting, _) in _CHOICES.items()},
+    **{setting: name for name, setting in _TEXTS.items()},
+    "dead_letter_queue": "RedrivePolicy",
+    "max_receive_count": "RedrivePolicy",
+    "redrive_allow_policy": "RedriveAllowPolicy",
+    "tags": "tags",
+}
 
 
 # -- message attributes --------------------------------------------------------------------------
@@ -274,10 +346,43 @@ def as_sqs(
     attributes: dict[str, str], typed: dict[str, TypedAttribute]
 ) -> dict[str, TypedAttribute]:
     """A message's attributes as SQS shows them: its native (string) attributes as String
-    attributes, and its typed ones as they were sent."""
+    attributes, and its typed ones as they were sent (its trace header is a system one)."""
+    shown = {name: TypedAttribute("String", string_value=v) for name, v in attributes.items()}
+    return shown | {name: a for name, a in typed.items() if name != TRACE_HEADER}
+
+
+TRACE_HEADER: Final = "AWS.TraceHeader"
+"""Where a message keeps SQS's ``AWSTraceHeader`` system attribute: among its typed attributes
+(shown natively), under a name no SQS message attribute may have (``AWS.`` is SQS's)."""
+
+
+def trace_header(given: Any) -> dict[str, TypedAttribute]:
+    """SendMessage's ``MessageSystemAttributes``: ``AWSTraceHeader``, a String, is the only
+    one SQS takes."""
+    if not given:
+        return {}
+    if not isinstance(given, dict):
+        raise invalid("MessageSystemAttributes must be a map.")
+    for name, value in given.items():
+        if name != "AWSTraceHeader":
+            raise invalid(f"Message system attribute name '{name}' is invalid.")
+        if (
+            not isinstance(value, dict)
+            or value.get("DataType") != "String"
+            or not isinstance(value.get("StringValue"), str)
+            or not value["StringValue"]
+        ):
+            raise invalid(
+                "The message system attribute 'AWSTraceHeader' must be a String with a value."
+            )
     return {
-        name: TypedAttribute("String", string_value=v) for name, v in attributes.items()
-    } | typed
+        TRACE_HEADER: TypedAttribute("String", string_value=given["AWSTraceHeader"]["StringValue"])
+    }
+
+
+def trace_header_of(typed: dict[str, TypedAttribute]) -> str | None:
+    found = typed.get(TRACE_HEADER)
+    return None if found is None else found.string_value
 
 
 def selected(attributes: dict[str, TypedAttribute], names: list[str]) -> dict[str, TypedAttribute]:

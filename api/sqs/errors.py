@@ -1,6 +1,7 @@
-"""SQS's errors: the JSON shape ``{"__type": "com.amazonaws.sqs#<Shape>", "message": ...}``, and
-the ``x-amzn-query-error: <code>;Sender`` header that botocore reads (SQS moved from its query
-protocol to JSON, and SDKs still report the query protocol's codes)."""
+"""SQS's errors: each has a shape name (the JSON protocol's ``{"__type":
+"com.amazonaws.sqs#<Shape>", "message": ...}``, with the ``x-amzn-query-error: <code>;Sender``
+header that botocore reads), the query protocol's code (its XML ``<Code>``, which SDKs report in
+either protocol) and a status."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ _ERRORS: Final[dict[str, tuple[str, int]]] = {
     "InvalidParameterValue": ("InvalidParameterValue", 400),
     "MissingParameter": ("MissingParameter", 400),
     "InvalidAction": ("InvalidAction", 400),
+    "MissingAction": ("MissingAction", 400),
+    "MalformedQueryString": ("MalformedQueryString", 400),
     "SerializationException": ("SerializationException", 400),
     "ResourceNotFoundException": ("ResourceNotFoundException", 404),
     "RequestThrottled": ("RequestThrottled", 400),
@@ -80,6 +83,17 @@ _SETTINGS: Final = {
     "redrive_allow_policy": "RedriveAllowPolicy",
     "content_based_dedup": "ContentBasedDeduplication",
     "max_message_bytes": "MaximumMessageSize",
+    "policy": "Policy",
+    "kms_master_key_id": "KmsMasterKeyId",
+    "kms_data_key_reuse_period_s": "KmsDataKeyReusePeriodSeconds",
+    "sqs_managed_sse": "SqsManagedSseEnabled",
+    "deduplication_scope": "DeduplicationScope",
+    "fifo_throughput_limit": "FifoThroughputLimit",
+    "visibility_timeout_s": "VisibilityTimeout",
+    "delay_s": "DelaySeconds",
+    "retention_s": "MessageRetentionPeriod",
+    "receive_wait_s": "ReceiveMessageWaitTimeSeconds",
+    "tags": "Tags",
 }
 
 

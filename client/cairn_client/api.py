@@ -63,6 +63,13 @@ class QueueSettings(TypedDict, total=False):
     content_based_dedup: bool
     tags: dict[str, str]
     redrive_allow_policy: str | None
+    policy: str | None
+    kms_master_key_id: str | None
+    kms_data_key_reuse_period_s: int
+    sqs_managed_sse: bool
+    deduplication_scope: str
+    fifo_throughput_limit: str
+    redrive_policy: str | None
 
 
 class _Queues(msgspec.Struct, kw_only=True):

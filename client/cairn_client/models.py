@@ -43,6 +43,13 @@ class Queue(msgspec.Struct, kw_only=True):
     content_based_dedup: bool = False
     tags: dict[str, str] = {}
     redrive_allow_policy: str | None = None
+    policy: str | None = None
+    kms_master_key_id: str | None = None
+    kms_data_key_reuse_period_s: int = 300
+    sqs_managed_sse: bool = False
+    deduplication_scope: str | None = None
+    fifo_throughput_limit: str | None = None
+    redrive_policy: str | None = None
     stats: QueueStats = msgspec.field(default_factory=QueueStats)
 
 

@@ -55,6 +55,13 @@ class QueueViewRow(msgspec.Struct):
     tags: str = "{}"
     """JSON."""
     redrive_allow_policy: str | None = None
+    policy: str | None = None
+    kms_master_key_id: str | None = None
+    kms_data_key_reuse_period_s: Int32 = 300
+    sqs_managed_sse: bool = False
+    deduplication_scope: str | None = None
+    fifo_throughput_limit: str | None = None
+    redrive_policy: str | None = None
 
 
 QUEUE_VIEWS: Final = Table(

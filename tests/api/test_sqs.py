@@ -100,8 +100,12 @@ def test_creating_an_existing_queue_answers_its_url_unless_attributes_differ(sqs
     url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "40"})["QueueUrl"]
     again = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "40"})
     assert again["QueueUrl"] == url
-    with pytest.raises(sqs.exceptions.QueueNameExists):
+    with pytest.raises(sqs.exceptions.QueueNameExists) as raised:
         sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "41"})
+    assert raised.value.response["Error"]["Message"] == (
+        "A queue already exists with the same name and a different value for attribute"
+        " VisibilityTimeout"
+    )
 
 
 def test_queue_attributes_round_trip_and_show_in_the_native_resource(
@@ -175,6 +179,168 @@ def test_tags(sqs: Any) -> None:
     assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"a": "1", "b": "3"}
     sqs.untag_queue(QueueUrl=url, TagKeys=["a"])
     assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"b": "3"}
+
+
+# -- the rest of SQS's attributes (v1.2) --------------------------------------------------------
+
+
+def test_every_attribute_sqs_accepts_is_kept_and_shown_natively(
+    sqs: Any, http: httpx.Client
+) -> None:
+    name = f"{new_name('attrs')}.fifo"
+    policy = json.dumps({"Version": "2012-10-17", "Statement": []})
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "FifoQueue": "true",
+            "Policy": policy,
+            "KmsMasterKeyId": "alias/aws/sqs",
+            "KmsDataKeyReusePeriodSeconds": "600",
+            "DeduplicationScope": "messageGroup",
+            "FifoThroughputLimit": "perMessageGroupId",
+        },
+    )["QueueUrl"]
+    got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert got["Policy"] == policy and got["KmsMasterKeyId"] == "alias/aws/sqs"
+    assert got["KmsDataKeyReusePeriodSeconds"] == "600" and got["SqsManagedSseEnabled"] == "false"
+    assert got["DeduplicationScope"] == "messageGroup"
+    assert got["FifoThroughputLimit"] == "perMessageGroupId"
+    native = http.get(f"/v1/queues/{name}").json()
+    assert native["policy"] == policy and native["kms_data_key_reuse_period_s"] == 600
+    assert native["deduplication_scope"] == "messageGroup"
+
+    # Without names, no attributes (as SQS); a standard queue shows no FIFO attribute.
+    assert "Attributes" not in sqs.get_queue_attributes(QueueUrl=url)
+    plain = sqs.create_queue(QueueName=new_name(), Attributes={"SqsManagedSseEnabled": "true"})
+    shown = sqs.get_queue_attributes(QueueUrl=plain["QueueUrl"], AttributeNames=["All"])
+    assert shown["Attributes"]["SqsManagedSseEnabled"] == "true"
+    assert not {"DeduplicationScope", "FifoThroughputLimit", "Policy"} & set(shown["Attributes"])
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": ""})
+    assert (
+        "Policy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "attributes", "code"),
+    [
+        ("std", {"KmsDataKeyReusePeriodSeconds": "59"}, "InvalidAttributeValue"),
+        ("q.fifo", {"DeduplicationScope": "everywhere"}, "InvalidAttributeValue"),
+        ("q.fifo", {"FifoThroughputLimit": "perMessageGroupId"}, "InvalidParameterValue"),
+        ("std", {"DeduplicationScope": "queue"}, "InvalidParameterValue"),
+        ("std", {"Policy": "not a policy"}, "InvalidParameterValue"),
+        (
+            "std",
+            {"KmsMasterKeyId": "alias/k", "SqsManagedSseEnabled": "true"},
+            "InvalidParameterValue",
+        ),
+    ],
+)
+def test_attributes_sqs_refuses_are_refused(
+    sqs: Any, name: str, attributes: dict[str, str], code: str
+) -> None:
+    queue = f"{new_name()}-{name}"
+    fifo = {"FifoQueue": "true"} if queue.endswith(".fifo") else {}
+    assert (
+        error_of(sqs.create_queue, QueueName=queue, Attributes={**fifo, **attributes})["Code"]
+        == code
+    )
+
+
+def test_a_redrive_policy_is_echoed_as_sent_while_it_holds(sqs: Any, http: httpx.Client) -> None:
+    dlq = new_name("dlq")
+    sqs.create_queue(QueueName=dlq)
+    # As an SDK configured for AWS writes it: another account, another region, a string count.
+    sent = json.dumps(
+        {"maxReceiveCount": "4", "deadLetterTargetArn": f"arn:aws:sqs:us-west-2:123456789012:{dlq}"}
+    )
+    name = new_name()
+    url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": sent})["QueueUrl"]
+    got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+    assert got["Attributes"]["RedrivePolicy"] == sent
+    assert sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": sent})["QueueUrl"] == url
+    # Changed natively, it says what the queue now does.
+    assert http.patch(f"/v1/queues/{name}", json={"max_receive_count": 7}).status_code == 200
+    got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy", "QueueArn"])
+    arn = got["Attributes"]["QueueArn"].rsplit(":", 1)[0]
+    assert json.loads(got["Attributes"]["RedrivePolicy"]) == {
+        "deadLetterTargetArn": f"{arn}:{dlq}",
+        "maxReceiveCount": 7,
+    }
+
+
+def test_message_group_deduplication_scope_deduplicates_per_group(sqs: Any) -> None:
+    url = sqs.create_queue(
+        QueueName=f"{new_name('scope')}.fifo",
+        Attributes={"FifoQueue": "true", "DeduplicationScope": "messageGroup"},
+    )["QueueUrl"]
+    first = sqs.send_message(
+        QueueUrl=url, MessageBody="1", MessageGroupId="a", MessageDeduplicationId="d"
+    )
+    other_group = sqs.send_message(
+        QueueUrl=url, MessageBody="2", MessageGroupId="b", MessageDeduplicationId="d"
+    )
+    again = sqs.send_message(
+        QueueUrl=url, MessageBody="3", MessageGroupId="a", MessageDeduplicationId="d"
+    )
+    assert other_group["MessageId"] != first["MessageId"]
+    assert again["MessageId"] == first["MessageId"]
+
+
+def test_permissions_edit_the_stored_policy(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=new_name("perm"))["QueueUrl"]
+    sqs.add_permission(
+        QueueUrl=url, Label="shop", AWSAccountIds=["111122223333"], Actions=["SendMessage"]
+    )
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    policy = json.loads(
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"]
+    )
+    assert policy["Statement"] == [
+        {
+            "Sid": "shop",
+            "Effect": "Allow",
+            "Principal": {"AWS": ["arn:aws:iam::111122223333:root"]},
+            "Action": ["SQS:SendMessage"],
+            "Resource": arn,
+        }
+    ]
+    again = error_of(
+        sqs.add_permission,
+        QueueUrl=url,
+        Label="shop",
+        AWSAccountIds=["111122223333"],
+        Actions=["ReceiveMessage"],
+    )
+    assert again["Code"] == "InvalidParameterValue"
+    sqs.remove_permission(QueueUrl=url, Label="shop")
+    assert "Attributes" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
+    assert error_of(sqs.remove_permission, QueueUrl=url, Label="shop")["Code"] == (
+        "InvalidParameterValue"
+    )
+
+
+def test_approximate_counts_follow_the_clock(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=new_name("counts"))["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="held")
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    [held] = sqs.receive_message(QueueUrl=url, VisibilityTimeout=30)["Messages"]
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+
+    def counts() -> tuple[str, str, str]:
+        got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return (*(got[n] for n in names), got["ApproximateNumberOfMessagesDelayed"])
+
+    assert counts() == ("0", "1", "1")
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=held["ReceiptHandle"], VisibilityTimeout=1
+    )
+    time.sleep(1.2)  # the lease's own second: what is tested is the clock, not a race
+    # Visible at once, whether or not the sweeper has made it available yet.
+    assert counts() == ("1", "0", "1")
+    assert held["Body"] == "held"
 
 
 # -- messages -------------------------------------------------------------------------------------
@@ -345,7 +511,12 @@ def test_change_visibility(sqs: Any) -> None:
         ReceiptHandle=first["ReceiptHandle"],
         VisibilityTimeout=10,
     )
-    assert error["Code"] == "AWS.SimpleQueueService.MessageNotInflight"
+    # SQS's answer to a receipt of a message received again since.
+    assert error["Code"] == "InvalidParameterValue"
+    assert error["Message"] == (
+        f"Value {first['ReceiptHandle']} for parameter ReceiptHandle is invalid. Reason: Message"
+        " does not exist or is not available for visibility timeout change."
+    )
     batch = sqs.change_message_visibility_batch(
         QueueUrl=url,
         Entries=[
@@ -355,6 +526,49 @@ def test_change_visibility(sqs: Any) -> None:
     )
     assert [s["Id"] for s in batch["Successful"]] == ["ok"]
     assert [f["Id"] for f in batch["Failed"]] == ["old"]
+
+
+def test_an_older_receipt_deletes_nothing_and_the_lease_stays_with_its_holder(
+    sqs: Any, http: httpx.Client
+) -> None:
+    name = new_name("superseded")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="x")
+    [first] = sqs.receive_message(QueueUrl=url)["Messages"]
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
+    )
+    [again] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)["Messages"]
+    # SQS: the request succeeds, and the message is not deleted.
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])
+    batch = sqs.delete_message_batch(
+        QueueUrl=url, Entries=[{"Id": "old", "ReceiptHandle": first["ReceiptHandle"]}]
+    )
+    assert [s["Id"] for s in batch["Successful"]] == ["old"] and not batch.get("Failed")
+    assert "message.acked" not in [e["type"] for e in events(http, name)]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"])
+    assert [e["type"] for e in events(http, name)].count("message.acked") == 1
+
+
+def test_a_receipt_whose_lease_ended_is_not_in_flight(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=new_name())["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="x")
+    [got] = sqs.receive_message(QueueUrl=url)["Messages"]
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=got["ReceiptHandle"], VisibilityTimeout=0
+    )
+    error = error_of(
+        sqs.change_message_visibility,
+        QueueUrl=url,
+        ReceiptHandle=got["ReceiptHandle"],
+        VisibilityTimeout=5,
+    )
+    assert error["Code"] == "AWS.SimpleQueueService.MessageNotInflight"
+    unknown = error_of(sqs.delete_message, QueueUrl=url, ReceiptHandle="not-a-handle")
+    assert (unknown["Code"], unknown["Message"]) == (
+        "ReceiptHandleIsInvalid",
+        "The input receipt handle is invalid.",
+    )
 
 
 def test_long_polling_wakes_on_a_send(sqs: Any, server: Server) -> None:
@@ -398,6 +612,112 @@ def test_a_dead_letter_queue_through_redrive_policy(sqs: Any) -> None:
 
 
 # -- FIFO -----------------------------------------------------------------------------------------
+
+
+def test_fifo_rules_as_sqs_has_them(sqs: Any, http: httpx.Client) -> None:
+    name = f"{new_name('rules')}.fifo"
+    url = sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    # DelaySeconds=0 is no per-message delay: SQS takes it on a FIFO queue, and no other.
+    sent = sqs.send_message(
+        QueueUrl=url,
+        MessageBody="a",
+        MessageGroupId="g",
+        MessageDeduplicationId="d",
+        DelaySeconds=0,
+    )
+    batch = sqs.send_message_batch(
+        QueueUrl=url,
+        Entries=[
+            {
+                "Id": "zero",
+                "MessageBody": "b",
+                "MessageGroupId": "g",
+                "MessageDeduplicationId": "e",
+                "DelaySeconds": 0,
+            },
+            {
+                "Id": "five",
+                "MessageBody": "c",
+                "MessageGroupId": "g",
+                "MessageDeduplicationId": "f",
+                "DelaySeconds": 5,
+            },
+        ],
+    )
+    assert [s["Id"] for s in batch["Successful"]] == ["zero"]
+    assert [(f["Id"], f["Code"]) for f in batch["Failed"]] == [("five", "InvalidParameterValue")]
+    # A dedup id is one whichever door used it first.
+    native = http.post(
+        f"/v1/queues/{name}/messages", json={"body": "n", "group_id": "g", "dedup_id": "native"}
+    ).json()
+    through_sqs = sqs.send_message(
+        QueueUrl=url, MessageBody="s", MessageGroupId="g", MessageDeduplicationId="native"
+    )
+    assert through_sqs["MessageId"] == native["id"] != sent["MessageId"]
+    # A standard queue takes no dedup id, per entry in a batch.
+    plain = sqs.create_queue(QueueName=new_name())["QueueUrl"]
+    batch = sqs.send_message_batch(
+        QueueUrl=plain,
+        Entries=[
+            {"Id": "ok", "MessageBody": "x"},
+            {"Id": "dedup", "MessageBody": "y", "MessageDeduplicationId": "d"},
+        ],
+    )
+    assert [f["Id"] for f in batch["Failed"]] == ["dedup"]
+
+
+def test_a_fifo_queue_takes_no_standard_dead_letter_queue(sqs: Any) -> None:
+    standard = sqs.create_queue(QueueName=new_name("dlq"))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=standard, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 2})
+    error = error_of(
+        sqs.create_queue,
+        QueueName=f"{new_name()}.fifo",
+        Attributes={"FifoQueue": "true", "RedrivePolicy": policy},
+    )
+    assert error["Code"] == "InvalidParameterValue"
+    assert error["Message"].startswith("Value for parameter RedrivePolicy is invalid. Reason:")
+
+
+def test_trace_headers_and_attribute_name_patterns_round_trip(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=new_name("trace"))["QueueUrl"]
+    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    sent = sqs.send_message(
+        QueueUrl=url,
+        MessageBody="traced",
+        MessageAttributes={
+            "app.colour": {"DataType": "String", "StringValue": "blue"},
+            "app.size": {"DataType": "Number", "StringValue": "3"},
+            "other": {"DataType": "String", "StringValue": "x"},
+        },
+        MessageSystemAttributes={"AWSTraceHeader": {"DataType": "String", "StringValue": header}},
+    )
+    assert sent["MD5OfMessageSystemAttributes"] == attributes_md5(
+        {"AWSTraceHeader": {"DataType": "String", "StringValue": header}}
+    )
+    [got] = sqs.receive_message(
+        QueueUrl=url,
+        MessageAttributeNames=["app.*"],
+        AttributeNames=["AWSTraceHeader"],  # what the query SDKs call MessageSystemAttributeNames
+    )["Messages"]
+    assert got["Attributes"] == {"AWSTraceHeader": header}
+    assert set(got["MessageAttributes"]) == {"app.colour", "app.size"}
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=got["ReceiptHandle"], VisibilityTimeout=0
+    )
+    [every] = sqs.receive_message(
+        QueueUrl=url, MessageAttributeNames=[".*"], AttributeNames=[".*"], WaitTimeSeconds=2
+    )["Messages"]
+    assert set(every["MessageAttributes"]) == {"app.colour", "app.size", "other"}
+    assert every["Attributes"]["AWSTraceHeader"] == header
+
+
+def test_empty_tags_and_tag_keys_are_refused(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=new_name())["QueueUrl"]
+    assert error_of(sqs.tag_queue, QueueUrl=url, Tags={})["Code"] == "MissingParameter"
+    assert error_of(sqs.untag_queue, QueueUrl=url, TagKeys=[])["Code"] == "MissingParameter"
 
 
 def test_fifo_queues_keep_group_order_and_deduplicate(sqs: Any) -> None:
@@ -514,7 +834,7 @@ def test_an_unknown_action_and_the_raw_error_shape(server: Server) -> None:
     response = httpx.post(
         server.url,
         headers={
-            "X-Amz-Target": "AmazonSQS.AddPermission",
+            "X-Amz-Target": "AmazonSQS.Frobnicate",
             "Content-Type": "application/x-amz-json-1.0",
         },
         content=b"{}",

@@ -197,7 +197,8 @@ class BrokerMachine(RuleBasedStateMachine):
         try:
             reply = self.loop.run(self.writer.execute(command))
         except BrokerError as error:
-            return _OUTCOME_OF[type(error)]
+            # By the nearest class the table names (LeaseSupersededError is a LeaseLostError).
+            return next(_OUTCOME_OF[c] for c in type(error).__mro__ if c in _OUTCOME_OF)
         return reply
 
     @invariant()

@@ -1,0 +1,50 @@
+"""The rest of SQS's queue attributes as queue settings (API.md v1.2, "SQS-compatible endpoint:
+the rest of SQS"): Policy, KmsMasterKeyId, KmsDataKeyReusePeriodSeconds, SqsManagedSseEnabled,
+DeduplicationScope, FifoThroughputLimit, and RedrivePolicy as it was sent."""
+
+from tortoise import fields, migrations
+from tortoise.migrations import operations as ops
+
+
+class Migration(migrations.Migration):
+    dependencies = [("broker", "0007_kafka_door")]
+
+    initial = False
+
+    operations = [
+        ops.AddField(
+            model_name="QueueRow",
+            name="policy",
+            field=fields.TextField(null=True),
+        ),
+        ops.AddField(
+            model_name="QueueRow",
+            name="kms_master_key_id",
+            field=fields.TextField(null=True),
+        ),
+        ops.AddField(
+            model_name="QueueRow",
+            name="kms_data_key_reuse_period_s",
+            field=fields.IntField(default=300),
+        ),
+        ops.AddField(
+            model_name="QueueRow",
+            name="sqs_managed_sse",
+            field=fields.BooleanField(default=False),
+        ),
+        ops.AddField(
+            model_name="QueueRow",
+            name="deduplication_scope",
+            field=fields.TextField(null=True),
+        ),
+        ops.AddField(
+            model_name="QueueRow",
+            name="fifo_throughput_limit",
+            field=fields.TextField(null=True),
+        ),
+        ops.AddField(
+            model_name="QueueRow",
+            name="redrive_policy",
+            field=fields.TextField(null=True),
+        ),
+    ]
