@@ -1,13 +1,16 @@
 """The rest of SQS's queue attributes as queue settings (API.md v1.2, "SQS-compatible endpoint:
 the rest of SQS"): Policy, KmsMasterKeyId, KmsDataKeyReusePeriodSeconds, SqsManagedSseEnabled,
-DeduplicationScope, FifoThroughputLimit, and RedrivePolicy as it was sent."""
+DeduplicationScope, FifoThroughputLimit, and RedrivePolicy as it was sent.
+
+Columns that every row must have carry their default in the database too (``db_default``): a
+store upgraded with queues in it fills them for the rows it has."""
 
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [("projections", "0006_projection_failures")]
+    dependencies = [("projections", "0008_history_retention")]
 
     initial = False
 
@@ -25,12 +28,12 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name="QueueView",
             name="kms_data_key_reuse_period_s",
-            field=fields.IntField(default=300),
+            field=fields.IntField(default=300, db_default=300),
         ),
         ops.AddField(
             model_name="QueueView",
             name="sqs_managed_sse",
-            field=fields.BooleanField(default=False),
+            field=fields.BooleanField(default=False, db_default=False),
         ),
         ops.AddField(
             model_name="QueueView",
@@ -60,12 +63,12 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name="QueueVersion",
             name="kms_data_key_reuse_period_s",
-            field=fields.IntField(default=300),
+            field=fields.IntField(default=300, db_default=300),
         ),
         ops.AddField(
             model_name="QueueVersion",
             name="sqs_managed_sse",
-            field=fields.BooleanField(default=False),
+            field=fields.BooleanField(default=False, db_default=False),
         ),
         ops.AddField(
             model_name="QueueVersion",
