@@ -104,16 +104,25 @@ class HistoryRetention:
             [horizon_bucket],
         )
         target = int(found[0][0])  # the batch's own bucket is there at least
+        # The horizon moves only when the clock knows events older than the retention (it
+        # drops their buckets now): before that, nothing is known to be old enough, be it a
+        # young log or one the projector met only now (an upgraded store, whose earlier events
+        # the clock never saw), and every as-of read is still served.
+        trimmed = conn.execute(
+            f"DELETE FROM {HISTORY_CLOCK.name} WHERE bucket < ?", [horizon_bucket]
+        )
+        kept_from = as_of_from(conn)
+        if trimmed and target > kept_from:
+            kept_from = target
+            conn.execute(HISTORY_HORIZON.upsert, HISTORY_HORIZON.values(HorizonRow(_VIEWS, target)))
+        if not kept_from:
+            return
         # Every batch prunes (a few indexed look-ups when there is nothing to do), so a
         # backlog is worked off even while the horizon stands still.
         baseline = _Baseline()
-        self._prune_finished(conn, target, latest, baseline)
-        self._prune_versions(conn, target, baseline)
+        self._prune_finished(conn, kept_from, latest, baseline)
+        self._prune_versions(conn, kept_from, baseline)
         baseline.write(conn)
-        conn.execute(f"DELETE FROM {HISTORY_CLOCK.name} WHERE bucket < ?", [horizon_bucket])
-        if target > as_of_from(conn):
-            horizon = HorizonRow(_VIEWS, target)
-            conn.execute(HISTORY_HORIZON.upsert, HISTORY_HORIZON.values(horizon))
 
     def _prune_finished(self, conn: Sql, target: int, latest: int, baseline: _Baseline) -> None:
         """Message rows finished before ``target`` (purged ones also past any retention),

@@ -180,3 +180,32 @@ def test_a_message_finished_before_the_retention_leaves_and_the_totals_stay() ->
 
     with tempfile.TemporaryDirectory() as directory:
         asyncio.run(run(Path(directory)))
+
+
+def test_a_log_younger_than_the_retention_keeps_everything_and_serves_every_as_of() -> None:
+    """Until some event is older than the retention, nothing is known to be old enough:
+    ``as_of_from`` stays 0 (an as-of read at position 0 is served) and nothing leaves."""
+    script: list[tuple[Any, ...]] = [
+        *START,
+        ("cycle", "a"),
+        ("advance", 31),
+        ("cycle", "b"),
+        ("advance", 20),
+        ("cycle", "a"),
+    ]
+
+    async def run(directory: Path) -> None:
+        await Scenario(directory).run(script, 1)
+        views = SqliteDatabase(
+            views_file(str(directory / "cairn.db")), table="projection_checkpoints"
+        )
+        await views.open()
+        try:
+            assert await as_of.as_of_from(views) == 0
+            statuses = [MESSAGE_VIEWS.load(r).status for r in (await _rows(views)).values()]
+            assert statuses == ["acked"] * 3
+        finally:
+            await views.close()
+
+    with tempfile.TemporaryDirectory() as directory:
+        asyncio.run(run(Path(directory)))
