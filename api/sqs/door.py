@@ -158,6 +158,14 @@ async def _within_rate(request: Request, call: Call) -> None:
 
 
 async def _body(request: Request) -> bytes:
+    encoding = request.headers.get("content-encoding")
+    if encoding is not None:
+        # As on the native routes (API.md v1.2): nothing is decoded, so an encoded body would
+        # be read as if it were plain. SQS's SDKs never compress these requests.
+        raise SqsError(
+            "UnsupportedMediaType",
+            f"Content-Encoding {encoding!r} is not accepted: send the body unencoded.",
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

@@ -30,6 +30,7 @@ _ERRORS: Final[dict[str, tuple[str, int]]] = {
     "MissingAction": ("MissingAction", 400),
     "MalformedQueryString": ("MalformedQueryString", 400),
     "SerializationException": ("SerializationException", 400),
+    "UnsupportedMediaType": ("UnsupportedMediaType", 415),
     "ResourceNotFoundException": ("ResourceNotFoundException", 404),
     "RequestThrottled": ("RequestThrottled", 400),
     "AccessDenied": ("AccessDenied", 403),

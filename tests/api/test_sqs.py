@@ -857,6 +857,34 @@ def test_an_unknown_action_and_the_raw_error_shape(server: Server) -> None:
     assert response.json()["__type"] == "com.amazonaws.sqs#SerializationException"
 
 
+def test_an_encoded_body_is_refused_by_both_protocols(server: Server) -> None:
+    """API.md v1.2: a request with a Content-Encoding is a 415, whatever the door; nothing
+    reads the body as if it were plain."""
+    name = new_name("encoded")
+    json_protocol = httpx.post(
+        server.url,
+        headers={
+            "X-Amz-Target": "AmazonSQS.CreateQueue",
+            "Content-Type": "application/x-amz-json-1.0",
+            "Content-Encoding": "gzip",
+        },
+        content=json.dumps({"QueueName": name}).encode(),
+    )
+    assert json_protocol.status_code == 415
+    assert json_protocol.json()["__type"] == "com.amazonaws.sqs#UnsupportedMediaType"
+    query_protocol = httpx.post(
+        server.url,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Encoding": "gzip",
+        },
+        content=f"Action=CreateQueue&QueueName={name}&Version=2012-11-05".encode(),
+    )
+    assert query_protocol.status_code == 415
+    assert "<Code>UnsupportedMediaType</Code>" in query_protocol.text
+    assert httpx.get(f"{server.url}/v1/queues/{name}").status_code == 404  # nothing made
+
+
 def test_the_aws_cli(server: Server, tmp_path: Path) -> None:
     env = {
         **os.environ,
