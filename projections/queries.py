@@ -248,6 +248,17 @@ async def lapsed_leases(views: Database, name: str, now: int) -> int:
     return int(rows[0][0]) if rows else 0
 
 
+async def dead_letter_sources(views: Database, name: str) -> list[str]:
+    """The live queues whose dead-letter queue is ``name``, by name (an unindexed look at the
+    live queues' rows, but one statement, and no stats computed for any of them)."""
+    rows = await views.snapshot(
+        lambda conn: conn.query(
+            "SELECT name FROM queue_views WHERE NOT deleted AND dead_letter_queue = ?", [name]
+        )
+    )
+    return sorted(str(r[0]) for r in rows)
+
+
 async def live_queue_id(views: Database, name: str) -> int | None:
     """The id of the live queue of that name, if there is one."""
     rows = await views.snapshot(

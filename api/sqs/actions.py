@@ -306,8 +306,7 @@ async def ListDeadLetterSourceQueues(call: Call, params: Params) -> Params:
     name = _queue(call, params)
     call.require("read", name)
     await _resource(call, name)
-    queues = await queries.list_queues(call.s.views, to_us(datetime.now(UTC)))
-    sources = sorted(q.name for q in queues if q.dead_letter_queue == name)
+    sources = await queries.dead_letter_sources(call.s.views, name)
     return {"queueUrls": [call.url_of(n) for n in sources if _visible(call, n)]}
 
 
